@@ -1,0 +1,401 @@
+//! Opening a database directory: the lock, the manifest, the segments, the first snapshot.
+
+use crate::error::{Error, Result};
+use crate::format::{self, LOCK_FILE, MANIFEST_FILE, TMP_SUFFIX};
+use crate::fs::{FileKind, LockGuard, RealFs, Vfs};
+use crate::kernels::{self, Kernels};
+use crate::manifest::Manifest;
+use crate::options::{Metric, Options};
+use crate::segment::Segment;
+use crate::snapshot::{
+    Bitset, GrowingChunk, GrowingView, Hit, Published, Record, SealedView, Snapshot, SnapshotState,
+};
+use crate::writer::Writer;
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// An open Quiver database: a directory of column files and a redb manifest.
+///
+/// Cheap to clone (all clones share one handle) and safe to use from any
+/// number of threads. Searches read the current [`Snapshot`] and never wait for
+/// the writer. The directory stays locked against other processes until the
+/// last clone is dropped.
+///
+/// # Memory-mapped files
+/// Column files are mapped read-only and read in place. Quiver never modifies a
+/// column file after it is published (it only writes new files and removes
+/// retired ones), so the mappings never change under a reader. Another program
+/// that writes to or truncates these files while the database is open breaks
+/// that contract; the directory lock keeps other Quiver processes out.
+///
+/// ```
+/// use quiver::{Database, Metric, Options};
+/// # fn main() -> quiver::Result<()> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// let db = Database::open(tmp.path().join("db"), Options::new(3, Metric::L2))?;
+/// let mut w = db.writer()?;
+/// w.upsert(1, &[1.0, 0.0, 0.0], Some(b"first"))?;
+/// w.upsert(2, &[0.0, 1.0, 0.0], None)?;
+/// w.commit()?;
+/// let hits = db.search(&[0.9, 0.1, 0.0], 1)?;
+/// assert_eq!(hits[0].id, 1);
+/// assert_eq!(db.get(1)?.unwrap().payload.as_deref(), Some(&b"first"[..]));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Database {
+    inner: Arc<DbInner>,
+}
+
+/// The shared state behind every clone of a [`Database`] and its writer.
+#[derive(Debug)]
+pub(crate) struct DbInner {
+    pub(crate) published: Published,
+    pub(crate) manifest: Manifest,
+    pub(crate) dir: PathBuf,
+    pub(crate) vfs: Arc<dyn Vfs>,
+    pub(crate) options: Options,
+    pub(crate) kernels: &'static Kernels,
+    /// A [`Writer`] exists.
+    pub(crate) writer_taken: AtomicBool,
+    /// A commit failed part way: refuse further commits until reopened.
+    pub(crate) failed: AtomicBool,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl DbInner {
+    pub(crate) fn dim(&self) -> usize {
+        self.options.dim
+    }
+
+    pub(crate) fn metric(&self) -> Metric {
+        self.options.metric
+    }
+}
+
+/// Sizes and counts of a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Commit generation.
+    pub generation: u64,
+    /// Live vectors.
+    pub rows: usize,
+    /// Rows of sealed segments that were deleted or replaced and still take space.
+    pub deleted_rows: usize,
+    /// Sealed segments.
+    pub segments: usize,
+    /// Live rows in the growing segment (stored in the manifest).
+    pub growing_rows: usize,
+    /// Bytes of all column files.
+    pub column_bytes: u64,
+    /// Bytes of the manifest file.
+    pub manifest_bytes: u64,
+    /// All bytes on disk.
+    pub bytes_on_disk: u64,
+}
+
+impl Database {
+    /// Opens the database in `dir`, creating it if `dir` is missing or empty.
+    ///
+    /// A new database stores `options.dim()` and `options.metric()`; reopening
+    /// checks that they match. Opening maps the column files and checks their
+    /// headers; nothing is rebuilt, so it costs milliseconds however large the
+    /// database. The handle holds an OS lock on `dir/LOCK` until it is dropped.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidOptions`]: dimension 0 or too large.
+    /// - [`Error::NotADatabase`]: `dir` is a file, or a non-empty directory without a manifest.
+    /// - [`Error::OptionsMismatch`]: the stored dimension or metric differ.
+    /// - [`Error::UnsupportedVersion`]: written by a newer Quiver.
+    /// - [`Error::WriterBusy`]: another process has the directory open.
+    /// - [`Error::Corrupted`]: a file fails its checks (the error names it).
+    /// - [`Error::Io`].
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Database> {
+        Database::open_with_vfs(Arc::new(RealFs), dir, options)
+    }
+
+    /// [`Database::open`] through another [`Vfs`], such as the power-loss
+    /// simulating [`MemFs`](crate::fs::MemFs) of the reliability tests.
+    ///
+    /// # Errors
+    /// As [`Database::open`].
+    pub fn open_with_vfs(
+        vfs: Arc<dyn Vfs>,
+        dir: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<Database> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        let io = |e| Error::io(&dir, e);
+        match vfs.kind(&dir).map_err(io)? {
+            Some(FileKind::File) => {
+                return Err(Error::NotADatabase {
+                    path: dir,
+                    why: "it is a file, not a directory",
+                })
+            }
+            Some(FileKind::Dir) => {}
+            None => vfs.create_dir_all(&dir).map_err(io)?,
+        }
+        let names = vfs.list(&dir).map_err(io)?;
+        let has_manifest = names.iter().any(|n| n == MANIFEST_FILE);
+        if !has_manifest && names.iter().any(|n| n != LOCK_FILE) {
+            return Err(Error::NotADatabase {
+                path: dir,
+                why: "the directory is not empty and holds no quiver.redb manifest",
+            });
+        }
+        let lock = vfs
+            .try_lock(&dir.join(LOCK_FILE))
+            .map_err(|e| Error::io(dir.join(LOCK_FILE), e))?
+            .ok_or_else(|| Error::WriterBusy {
+                path: dir.clone(),
+                why:
+                    "another process (or another handle in this one) has it open; close that first",
+            })?;
+        let manifest = Manifest::open(&*vfs, &dir.join(MANIFEST_FILE), !has_manifest)?;
+        match manifest.config()? {
+            None => {
+                manifest.initialise(&options)?;
+                vfs.sync_dir(&dir).map_err(io)?;
+            }
+            Some((dim, metric)) => {
+                if dim != options.dim {
+                    return Err(Error::OptionsMismatch {
+                        field: "dimension",
+                        stored: dim.to_string(),
+                        requested: options.dim.to_string(),
+                    });
+                }
+                if metric != options.metric {
+                    return Err(Error::OptionsMismatch {
+                        field: "metric",
+                        stored: metric.to_string(),
+                        requested: options.metric.to_string(),
+                    });
+                }
+            }
+        }
+        let kernels = kernels::select();
+        let state = load_snapshot(&vfs, &dir, &manifest, &options, kernels, &names)?;
+        Ok(Database {
+            inner: Arc::new(DbInner {
+                published: Published::new(Arc::new(state)),
+                manifest,
+                dir,
+                vfs,
+                options,
+                kernels,
+                writer_taken: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The writer. There is one per database: a second call while the first
+    /// writer lives returns [`Error::WriterBusy`].
+    ///
+    /// # Errors
+    /// [`Error::WriterBusy`]; [`Error::WriterFailed`] after a failed commit.
+    pub fn writer(&self) -> Result<Writer> {
+        if self.inner.failed.load(Ordering::Acquire) {
+            return Err(Error::WriterFailed);
+        }
+        if self
+            .inner
+            .writer_taken
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Error::WriterBusy {
+                path: self.inner.dir.clone(),
+                why: "a Writer for this database is alive; drop it or commit through it",
+            });
+        }
+        Ok(Writer::new(self.inner.clone()))
+    }
+
+    /// The current committed state, for several reads that must agree.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: self.inner.published.load(),
+        }
+    }
+
+    /// The `k` nearest vectors to `query` in the current state, nearest first.
+    ///
+    /// # Errors
+    /// As [`Snapshot::search`].
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        self.snapshot().search(query, k)
+    }
+
+    /// The vector and payload stored under `id`, or `None`.
+    ///
+    /// # Errors
+    /// As [`Snapshot::get`].
+    pub fn get(&self, id: u64) -> Result<Option<Record>> {
+        self.snapshot().get(id)
+    }
+
+    /// Number of live vectors.
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// Whether the database holds no live vector.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The vector dimension.
+    pub fn dim(&self) -> usize {
+        self.inner.options.dim
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.inner.options.metric
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Counts and sizes of the current state.
+    ///
+    /// # Errors
+    /// [`Error::Io`] reading the manifest file's size.
+    pub fn stats(&self) -> Result<Stats> {
+        let snap = self.inner.published.load();
+        let column_bytes = snap.segments.iter().map(|s| s.segment.file_len()).sum();
+        let manifest_bytes = self.inner.manifest.file_len()?;
+        Ok(Stats {
+            generation: snap.state.generation,
+            rows: snap.len(),
+            deleted_rows: snap
+                .segments
+                .iter()
+                .map(|s| s.segment.rows() - s.live)
+                .sum(),
+            segments: snap.segments.len(),
+            growing_rows: snap.growing.live,
+            column_bytes,
+            manifest_bytes,
+            bytes_on_disk: column_bytes + manifest_bytes,
+        })
+    }
+
+    /// Checks the data checksums of every column file now, in parallel.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] naming the first damaged file found.
+    pub fn verify(&self) -> Result<()> {
+        let snap = self.inner.published.load();
+        snap.segments
+            .par_iter()
+            .try_for_each(|s| s.segment.verify())
+    }
+}
+
+/// Builds the first snapshot from the manifest and the files it names, and
+/// removes the files no manifest names (`names` lists `dir`).
+fn load_snapshot(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    manifest: &Manifest,
+    options: &Options,
+    kernels: &'static Kernels,
+    names: &[String],
+) -> Result<SnapshotState> {
+    let loaded = manifest.load(options.dim)?;
+    let mut deleted: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for &(segment, row) in &loaded.tombstones {
+        deleted.entry(segment).or_default().push(row);
+    }
+    let mut segments = Vec::with_capacity(loaded.segments.len());
+    for (id, meta) in &loaded.segments {
+        let segment = Segment::open(vfs.clone(), dir, *id, meta, options.dim, options.metric)?;
+        let rows = segment.rows();
+        let mut bits = Bitset::new(rows);
+        let mut live = rows;
+        for &row in deleted.remove(id).iter().flatten() {
+            if row >= rows as u64 {
+                return Err(Error::corrupted(
+                    manifest.path(),
+                    format!("tombstone for row {row} of segment {id}, which has {rows} rows"),
+                ));
+            }
+            if bits.insert(row as usize) {
+                live -= 1;
+            }
+        }
+        segments.push(SealedView {
+            segment: Arc::new(segment),
+            deleted: Arc::new(bits),
+            live,
+        });
+    }
+    if let Some((segment, _)) = deleted.into_iter().next() {
+        return Err(Error::corrupted(
+            manifest.path(),
+            format!("tombstones name segment {segment}, which the manifest does not hold"),
+        ));
+    }
+    if options.verify_on_open {
+        segments.par_iter().try_for_each(|s| s.segment.verify())?;
+    }
+
+    // Files that no manifest names: column files of commits that never
+    // happened or of retired segments, and temporaries of interrupted writes.
+    let live_ids: HashSet<u64> = loaded.segments.iter().map(|(id, _)| *id).collect();
+    let mut removed = false;
+    for name in names {
+        let orphan = match format::parse_column_file_name(name) {
+            Some(id) => !live_ids.contains(&id),
+            None => name.ends_with(TMP_SUFFIX),
+        };
+        if orphan {
+            let path = dir.join(name);
+            vfs.remove(&path).map_err(|e| Error::io(&path, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+
+    let growing = if loaded.growing.is_empty() {
+        GrowingView::default()
+    } else {
+        let chunk = GrowingChunk {
+            rows: loaded.growing.iter().map(|g| g.row).collect(),
+            ids: loaded.growing.iter().map(|g| g.id).collect(),
+            vectors: loaded
+                .growing
+                .iter()
+                .flat_map(|g| g.vector.iter().copied())
+                .collect(),
+        };
+        GrowingView {
+            live: chunk.rows.len(),
+            chunks: vec![Arc::new(chunk)],
+            dead: Arc::default(),
+        }
+    };
+    Ok(SnapshotState {
+        state: loaded.state,
+        dim: options.dim,
+        metric: options.metric,
+        segments,
+        growing,
+        reader: manifest.reader()?,
+        kernels,
+    })
+}

@@ -1,0 +1,177 @@
+//! The one error type of the crate.
+//!
+//! Every variant carries what a caller needs to act on it: the expected and the
+//! received dimension, the file that failed a check, the path of an I/O error.
+//! Nothing in Quiver panics on bad input or on a damaged file; it returns one of
+//! these.
+
+use std::path::PathBuf;
+
+/// The result type of every fallible Quiver call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Quiver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A vector's length is not the database's dimension.
+    #[error("wrong vector dimension: the database stores {expected}-dimensional vectors, got {got} values")]
+    Dimension {
+        /// The database's dimension.
+        expected: usize,
+        /// The number of values received.
+        got: usize,
+    },
+
+    /// A vector holds NaN or an infinity; such a vector has no meaningful distance.
+    #[error("vector value at position {position} is {value}: vectors must be finite")]
+    NonFinite {
+        /// Position of the first bad value in the slice that was passed in.
+        position: usize,
+        /// The bad value.
+        value: f32,
+    },
+
+    /// A cosine database cannot store or search with an all-zero vector.
+    #[error("zero vector: cosine distance is undefined for a vector of norm 0")]
+    ZeroVector,
+
+    /// A search asked for zero results.
+    #[error("k must be at least 1")]
+    ZeroK,
+
+    /// The id is not in the database (nor staged in this writer).
+    #[error("unknown id {id}")]
+    UnknownId {
+        /// The id that was asked for.
+        id: u64,
+    },
+
+    /// A batch call got slices of different lengths.
+    #[error("batch length mismatch: {ids} ids but {other} {what}")]
+    BatchLength {
+        /// Number of ids.
+        ids: usize,
+        /// Number of the other items.
+        other: usize,
+        /// What the other items are ("vectors", "payloads").
+        what: &'static str,
+    },
+
+    /// A payload is larger than Quiver stores.
+    #[error("payload of {len} bytes is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The largest payload accepted.
+        limit: usize,
+    },
+
+    /// The options passed to [`Options::new`](crate::Options::new) are unusable.
+    #[error("invalid options: {what}")]
+    InvalidOptions {
+        /// What is wrong.
+        what: &'static str,
+    },
+
+    /// The path exists but is not a Quiver database directory.
+    #[error("{path} is not a Quiver database: {why}")]
+    NotADatabase {
+        /// The path that was opened.
+        path: PathBuf,
+        /// What was found instead.
+        why: &'static str,
+    },
+
+    /// The database was created with other options than the ones given to `open`.
+    #[error("options do not match the database: it was created with {field} = {stored}, open asked for {requested}")]
+    OptionsMismatch {
+        /// Which option differs ("dimension", "metric").
+        field: &'static str,
+        /// The stored value.
+        stored: String,
+        /// The requested value.
+        requested: String,
+    },
+
+    /// A file was written by a newer Quiver; upgrade Quiver to read it.
+    #[error("{file} has format version {found}, this Quiver reads up to version {supported}: upgrade Quiver")]
+    UnsupportedVersion {
+        /// The file whose version is too new.
+        file: PathBuf,
+        /// The version found in the file.
+        found: u64,
+        /// The newest version this build reads.
+        supported: u64,
+    },
+
+    /// A file failed a check: bad magic, checksum, length or an inconsistent field.
+    /// The data in it is never served.
+    #[error("{file} is corrupted: {what}")]
+    Corrupted {
+        /// The damaged file.
+        file: PathBuf,
+        /// Which check failed.
+        what: String,
+    },
+
+    /// Another writer holds the database: a live [`Writer`](crate::Writer) in this
+    /// process, or another process that has the directory open.
+    #[error("the database at {path} is busy: {why}")]
+    WriterBusy {
+        /// The database directory.
+        path: PathBuf,
+        /// Who holds it.
+        why: &'static str,
+    },
+
+    /// An earlier commit failed after it had started writing; the in-memory
+    /// state can no longer be trusted to match the disk. Reopen the database.
+    #[error(
+        "the writer failed in an earlier commit and refuses further work: reopen the database"
+    )]
+    WriterFailed,
+
+    /// An operating-system I/O error.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupted(file: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Corrupted {
+            file: file.into(),
+            what: what.into(),
+        }
+    }
+
+    /// Maps an error of the manifest's redb file to ours, naming the file.
+    pub(crate) fn redb(file: &std::path::Path, err: impl Into<redb::Error>) -> Self {
+        match err.into() {
+            // redb reports a file that is not a redb database as InvalidData.
+            redb::Error::Io(source) if source.kind() == std::io::ErrorKind::InvalidData => {
+                Error::corrupted(file, source.to_string())
+            }
+            redb::Error::Io(source) => Error::io(file, source),
+            redb::Error::DatabaseAlreadyOpen => Error::WriterBusy {
+                path: file.to_path_buf(),
+                why: "the manifest is open elsewhere",
+            },
+            redb::Error::Corrupted(what) => Error::corrupted(file, what),
+            other => Error::corrupted(file, other.to_string()),
+        }
+    }
+}

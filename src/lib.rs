@@ -1,0 +1,58 @@
+//! # Quiver
+//!
+//! An embedded, persistent vector database. A database is a directory: vectors
+//! live in memory-mapped, 64-byte-aligned column files read in place by SIMD
+//! distance kernels; ids, tombstones, payloads and the manifest of live
+//! segments live in a [redb](https://docs.rs/redb) file. One writer commits
+//! atomically and durably; any number of threads search lock-free on immutable
+//! snapshots.
+//!
+//! ```
+//! use quiver::{Database, Metric, Options};
+//! # fn main() -> quiver::Result<()> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let dir = tmp.path().join("vectors.quiver");
+//! let db = Database::open(&dir, Options::new(4, Metric::Cosine))?;
+//!
+//! let mut writer = db.writer()?;
+//! writer.upsert(42, &[0.1, 0.9, 0.0, 0.2], Some(b"payload bytes"))?;
+//! writer.upsert_batch(&[1, 2], &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0], None)?;
+//! writer.delete(2)?;
+//! let info = writer.commit()?; // atomic and durable when it returns
+//! assert_eq!(info.upserted, 2);
+//!
+//! let hits = db.search(&[0.0, 1.0, 0.0, 0.1], 2)?;
+//! assert_eq!(hits[0].id, 42);
+//! assert_eq!(db.len(), 2);
+//! drop((writer, db));
+//!
+//! // Reopening maps the files again; nothing is rebuilt.
+//! let db = Database::open(&dir, Options::new(4, Metric::Cosine))?;
+//! assert_eq!(db.get(42)?.unwrap().payload.as_deref(), Some(&b"payload bytes"[..]));
+//! # Ok(()) }
+//! ```
+//!
+//! Distances follow one convention for every [`Metric`]: smaller is nearer.
+//! `docs/FORMAT.md` describes the files byte by byte and the commit protocol.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod db;
+mod error;
+mod format;
+pub mod fs;
+pub mod kernels;
+mod manifest;
+mod options;
+mod segment;
+mod snapshot;
+mod writer;
+
+pub use db::{Database, Stats};
+pub use error::{Error, Result};
+pub use format::FORMAT_VERSION;
+pub use options::{Metric, Options, DEFAULT_GROWING_THRESHOLD};
+pub use snapshot::{Hit, Record, Snapshot};
+pub use writer::{CommitInfo, Writer, MAX_PAYLOAD};

@@ -1,0 +1,482 @@
+//! The manifest: every redb table of a database, and the only code that touches redb.
+//!
+//! | table | key → value | holds |
+//! |---|---|---|
+//! | `config` | `&str` → `u64` | `format_version`, `dim`, `metric` |
+//! | `state` | `&str` → `u64` | `generation`, `next_segment_id`, `next_growing_row` |
+//! | `segments` | segment id → record | the live sealed segments (the manifest proper) |
+//! | `ids` | user id → (segment, row) | where each live id's vector is; segment 0 is the growing segment |
+//! | `tombstones` | (segment, row) → () | sealed rows that were deleted or replaced |
+//! | `growing` | growing row → (user id, f32 bytes) | the growing segment's rows |
+//! | `payloads` | user id → bytes | payloads |
+//!
+//! One redb write transaction per commit changes all of them at once: the redb
+//! commit is Quiver's only commit point.
+
+use crate::error::{Error, Result};
+use crate::format::FORMAT_VERSION;
+use crate::fs::{RedbFile, Vfs, VfsFile};
+use crate::options::{Metric, Options};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const CONFIG: TableDefinition<&str, u64> = TableDefinition::new("config");
+const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
+const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
+const IDS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("ids");
+const TOMBSTONES: TableDefinition<(u64, u64), ()> = TableDefinition::new("tombstones");
+const GROWING: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("growing");
+const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
+
+/// Segment id of the growing segment in `ids` and in [`Location`].
+pub const GROWING_SEGMENT: u64 = 0;
+
+/// Where a live id's vector is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// The sealed segment, or [`GROWING_SEGMENT`].
+    pub segment: u64,
+    /// Row inside the segment (for the growing segment: its growing row number).
+    pub row: u64,
+}
+
+/// A sealed segment's record in the `segments` table.
+///
+/// Encoded as: version `u8` = 1, rows `u64`, vectors_crc `u32`, ids_crc `u32`
+/// (17 bytes, little-endian). The checksums must equal the column file's, which
+/// ties the file to the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Rows in the column file.
+    pub rows: u64,
+    /// The column file's vector checksum.
+    pub vectors_crc: u32,
+    /// The column file's id checksum.
+    pub ids_crc: u32,
+}
+
+const SEGMENT_META_VERSION: u8 = 1;
+const SEGMENT_META_LEN: usize = 17;
+
+impl SegmentMeta {
+    fn encode(&self) -> [u8; SEGMENT_META_LEN] {
+        let mut b = [0u8; SEGMENT_META_LEN];
+        b[0] = SEGMENT_META_VERSION;
+        b[1..9].copy_from_slice(&self.rows.to_le_bytes());
+        b[9..13].copy_from_slice(&self.vectors_crc.to_le_bytes());
+        b[13..17].copy_from_slice(&self.ids_crc.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> std::result::Result<SegmentMeta, String> {
+        if b.first() != Some(&SEGMENT_META_VERSION) || b.len() != SEGMENT_META_LEN {
+            return Err(format!(
+                "segment record of {} bytes with version {:?}",
+                b.len(),
+                b.first()
+            ));
+        }
+        let mut rows = [0u8; 8];
+        rows.copy_from_slice(&b[1..9]);
+        let mut vcrc = [0u8; 4];
+        vcrc.copy_from_slice(&b[9..13]);
+        let mut icrc = [0u8; 4];
+        icrc.copy_from_slice(&b[13..17]);
+        Ok(SegmentMeta {
+            rows: u64::from_le_bytes(rows),
+            vectors_crc: u32::from_le_bytes(vcrc),
+            ids_crc: u32::from_le_bytes(icrc),
+        })
+    }
+}
+
+/// The counters of the `state` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct State {
+    /// Number of commits so far.
+    pub generation: u64,
+    /// Id the next sealed segment gets (starts at 1; 0 is the growing segment).
+    pub next_segment_id: u64,
+    /// Row number the next growing row gets.
+    pub next_growing_row: u64,
+}
+
+/// A growing row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrowingRow {
+    /// Growing row number.
+    pub row: u64,
+    /// User id.
+    pub id: u64,
+    /// The vector.
+    pub vector: Vec<f32>,
+}
+
+/// Everything `open` needs from the manifest.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Counters.
+    pub state: State,
+    /// Live sealed segments, by id.
+    pub segments: Vec<(u64, SegmentMeta)>,
+    /// Deleted sealed rows, sorted.
+    pub tombstones: Vec<(u64, u64)>,
+    /// The growing segment, by row number.
+    pub growing: Vec<GrowingRow>,
+}
+
+/// All that one commit changes in the manifest.
+#[derive(Debug, Default)]
+pub struct Update<'a> {
+    /// Ids that now live at a new place.
+    pub ids_set: Vec<(u64, Location)>,
+    /// Ids deleted.
+    pub ids_removed: Vec<u64>,
+    /// Sealed rows that stop being live.
+    pub tombstones_added: Vec<(u64, u64)>,
+    /// New growing rows: (row, id, vector).
+    pub growing_added: Vec<(u64, u64, &'a [f32])>,
+    /// Growing rows that stop being live.
+    pub growing_removed: Vec<u64>,
+    /// The growing segment was sealed: drop all its rows first.
+    pub growing_cleared: bool,
+    /// Payloads written.
+    pub payloads_set: Vec<(u64, &'a [u8])>,
+    /// Payloads removed.
+    pub payloads_removed: Vec<u64>,
+    /// Segments sealed by this commit.
+    pub segments_added: Vec<(u64, SegmentMeta)>,
+    /// Segments retired by this commit (their tombstones go too).
+    pub segments_removed: Vec<u64>,
+    /// The counters after this commit.
+    pub state: State,
+}
+
+/// The redb database of a Quiver directory.
+#[derive(Debug)]
+pub struct Manifest {
+    db: redb::Database,
+    file: Arc<dyn VfsFile>,
+    path: PathBuf,
+}
+
+impl Manifest {
+    /// Opens (or creates, if `create`) the manifest file at `path` through `vfs`.
+    pub fn open(vfs: &dyn Vfs, path: &Path, create: bool) -> Result<Manifest> {
+        let file = vfs.open(path, create).map_err(|e| Error::io(path, e))?;
+        let db = redb::Builder::new()
+            .create_with_backend(RedbFile(file.clone()))
+            .map_err(|e| Error::redb(path, e))?;
+        Ok(Manifest {
+            db,
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The manifest file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the manifest file takes.
+    pub fn file_len(&self) -> Result<u64> {
+        self.file.len().map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
+        Error::redb(&self.path, e)
+    }
+
+    /// The stored options, or `None` for a manifest that was never initialised.
+    pub fn config(&self) -> Result<Option<(usize, Metric)>> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match tx.open_table(CONFIG) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let get = |key: &str| -> Result<Option<u64>> {
+            Ok(table.get(key).map_err(|e| self.err(e))?.map(|v| v.value()))
+        };
+        let Some(version) = get("format_version")? else {
+            return Ok(None);
+        };
+        if version > u64::from(FORMAT_VERSION) {
+            return Err(Error::UnsupportedVersion {
+                file: self.path.clone(),
+                found: version,
+                supported: u64::from(FORMAT_VERSION),
+            });
+        }
+        let missing = |what: &str| Error::corrupted(&self.path, format!("config has no {what}"));
+        let dim = get("dim")?.ok_or_else(|| missing("dim"))?;
+        let metric = get("metric")?.ok_or_else(|| missing("metric"))?;
+        let metric = u32::try_from(metric)
+            .ok()
+            .and_then(Metric::from_code)
+            .ok_or_else(|| Error::corrupted(&self.path, format!("unknown metric code {metric}")))?;
+        let dim = usize::try_from(dim)
+            .ok()
+            .filter(|&d| d > 0 && d <= crate::options::MAX_DIM)
+            .ok_or_else(|| Error::corrupted(&self.path, format!("dimension {dim}")))?;
+        Ok(Some((dim, metric)))
+    }
+
+    /// Writes the config and empty tables of a new database.
+    pub fn initialise(&self, options: &Options) -> Result<()> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut config = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
+            let mut put = |k: &str, v: u64| config.insert(k, v).map(drop).map_err(|e| self.err(e));
+            put("format_version", u64::from(FORMAT_VERSION))?;
+            put("dim", options.dim as u64)?;
+            put("metric", u64::from(options.metric.code()))?;
+            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+            state.insert("generation", 0).map_err(|e| self.err(e))?;
+            state
+                .insert("next_segment_id", 1)
+                .map_err(|e| self.err(e))?;
+            state
+                .insert("next_growing_row", 0)
+                .map_err(|e| self.err(e))?;
+            tx.open_table(SEGMENTS).map_err(|e| self.err(e))?;
+            tx.open_table(IDS).map_err(|e| self.err(e))?;
+            tx.open_table(TOMBSTONES).map_err(|e| self.err(e))?;
+            tx.open_table(GROWING).map_err(|e| self.err(e))?;
+            tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Reads everything `open` needs.
+    pub fn load(&self, dim: usize) -> Result<Loaded> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let state_table = tx.open_table(STATE).map_err(|e| self.err(e))?;
+        let get = |key: &str| -> Result<u64> {
+            state_table
+                .get(key)
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value())
+                .ok_or_else(|| Error::corrupted(&self.path, format!("state has no {key}")))
+        };
+        let state = State {
+            generation: get("generation")?,
+            next_segment_id: get("next_segment_id")?,
+            next_growing_row: get("next_growing_row")?,
+        };
+        let mut segments = Vec::new();
+        for entry in tx
+            .open_table(SEGMENTS)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            let meta = SegmentMeta::decode(v.value())
+                .map_err(|what| Error::corrupted(&self.path, what))?;
+            segments.push((k.value(), meta));
+        }
+        let mut tombstones = Vec::new();
+        for entry in tx
+            .open_table(TOMBSTONES)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
+            tombstones.push(entry.map_err(|e| self.err(e))?.0.value());
+        }
+        let mut growing = Vec::new();
+        for entry in tx
+            .open_table(GROWING)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            let (id, bytes) = v.value();
+            let vector = decode_vector(bytes, dim).ok_or_else(|| {
+                Error::corrupted(
+                    &self.path,
+                    format!("growing row {} has {} bytes", k.value(), bytes.len()),
+                )
+            })?;
+            growing.push(GrowingRow {
+                row: k.value(),
+                id,
+                vector,
+            });
+        }
+        Ok(Loaded {
+            state,
+            segments,
+            tombstones,
+            growing,
+        })
+    }
+
+    /// A read transaction on the latest commit, for a snapshot's point lookups.
+    pub fn reader(&self) -> Result<Reader> {
+        Ok(Reader {
+            tx: self.db.begin_read().map_err(|e| self.err(e))?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Applies `plan` to the manifest in one durable redb commit. `lookup` runs
+    /// first, inside the same transaction, to find where the given ids live now.
+    pub fn commit<'a, F>(&self, ids: &[u64], plan: F) -> Result<()>
+    where
+        F: FnOnce(&[Option<Location>]) -> Result<Update<'a>>,
+    {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let before = {
+            let table = tx.open_table(IDS).map_err(|e| self.err(e))?;
+            ids.iter()
+                .map(|&id| {
+                    Ok(table.get(id).map_err(|e| self.err(e))?.map(|v| {
+                        let (segment, row) = v.value();
+                        Location { segment, row }
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let update = plan(&before)?;
+        self.apply(&tx, &update)?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn apply(&self, tx: &redb::WriteTransaction, u: &Update<'_>) -> Result<()> {
+        let e = |err: redb::StorageError| self.err(err);
+        {
+            let mut growing = tx.open_table(GROWING).map_err(|err| self.err(err))?;
+            if u.growing_cleared {
+                growing.retain(|_, _| false).map_err(e)?;
+            }
+            for row in &u.growing_removed {
+                growing.remove(row).map_err(e)?;
+            }
+            let mut bytes = Vec::new();
+            for &(row, id, vector) in &u.growing_added {
+                bytes.clear();
+                bytes.extend(vector.iter().flat_map(|x| x.to_le_bytes()));
+                growing.insert(row, (id, bytes.as_slice())).map_err(e)?;
+            }
+        }
+        {
+            let mut ids = tx.open_table(IDS).map_err(|err| self.err(err))?;
+            for id in &u.ids_removed {
+                ids.remove(id).map_err(e)?;
+            }
+            for &(id, loc) in &u.ids_set {
+                ids.insert(id, (loc.segment, loc.row)).map_err(e)?;
+            }
+        }
+        {
+            let mut payloads = tx.open_table(PAYLOADS).map_err(|err| self.err(err))?;
+            for id in &u.payloads_removed {
+                payloads.remove(id).map_err(e)?;
+            }
+            for &(id, payload) in &u.payloads_set {
+                payloads.insert(id, payload).map_err(e)?;
+            }
+        }
+        {
+            let mut tombstones = tx.open_table(TOMBSTONES).map_err(|err| self.err(err))?;
+            for &key in &u.tombstones_added {
+                tombstones.insert(key, ()).map_err(e)?;
+            }
+            for &segment in &u.segments_removed {
+                tombstones
+                    .retain_in((segment, 0)..=(segment, u64::MAX), |_, _| false)
+                    .map_err(e)?;
+            }
+            let mut segments = tx.open_table(SEGMENTS).map_err(|err| self.err(err))?;
+            for segment in &u.segments_removed {
+                segments.remove(segment).map_err(e)?;
+            }
+            for (segment, meta) in &u.segments_added {
+                segments
+                    .insert(segment, meta.encode().as_slice())
+                    .map_err(e)?;
+            }
+        }
+        let mut state = tx.open_table(STATE).map_err(|err| self.err(err))?;
+        state.insert("generation", u.state.generation).map_err(e)?;
+        state
+            .insert("next_segment_id", u.state.next_segment_id)
+            .map_err(e)?;
+        state
+            .insert("next_growing_row", u.state.next_growing_row)
+            .map_err(e)?;
+        Ok(())
+    }
+}
+
+/// A redb read transaction pinned to one commit: point lookups for a snapshot.
+#[derive(Debug)]
+pub struct Reader {
+    tx: redb::ReadTransaction,
+    path: PathBuf,
+}
+
+impl Reader {
+    /// The manifest file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
+        Error::redb(&self.path, e)
+    }
+
+    /// Where `id` lives, if it is live.
+    pub fn location(&self, id: u64) -> Result<Option<Location>> {
+        let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
+        let found = table.get(id).map_err(|e| self.err(e))?;
+        Ok(found.map(|v| {
+            let (segment, row) = v.value();
+            Location { segment, row }
+        }))
+    }
+
+    /// The payload of `id`, if it has one.
+    pub fn payload(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        let table = self.tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
+        let found = table.get(id).map_err(|e| self.err(e))?;
+        Ok(found.map(|v| v.value().to_vec()))
+    }
+}
+
+/// Decodes little-endian f32 bytes of a `dim`-vector.
+fn decode_vector(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
+    if bytes.len() != dim * 4 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_meta_round_trips_and_rejects_other_versions() {
+        let meta = SegmentMeta {
+            rows: 12,
+            vectors_crc: 7,
+            ids_crc: 9,
+        };
+        let mut b = meta.encode();
+        assert_eq!(SegmentMeta::decode(&b), Ok(meta));
+        b[0] = 2;
+        assert!(SegmentMeta::decode(&b).is_err());
+        assert!(SegmentMeta::decode(&b[..5]).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! What a database is created with ([`Options`]) and how it measures distance ([`Metric`]).
+
+use crate::error::{Error, Result};
+use std::fmt;
+
+/// How distance between two vectors is measured.
+///
+/// Every metric reports a *distance*: smaller is nearer, and results are sorted
+/// by it ascending.
+///
+/// | metric | distance reported | range |
+/// |---|---|---|
+/// | [`Metric::L2`] | squared Euclidean distance, Σ(aᵢ − bᵢ)² | [0, ∞) |
+/// | [`Metric::InnerProduct`] | negated inner product, −Σ aᵢbᵢ | (−∞, ∞) |
+/// | [`Metric::Cosine`] | 1 − cosine similarity | [0, 2] |
+///
+/// Cosine vectors are normalised to unit length once, when they are written,
+/// and queries when they are searched; [`Database::get`](crate::Database::get)
+/// returns the normalised vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Squared Euclidean distance.
+    L2,
+    /// Negated inner product (maximum inner product search).
+    InnerProduct,
+    /// One minus cosine similarity.
+    Cosine,
+}
+
+impl Metric {
+    /// The code stored on disk.
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Metric::L2 => 0,
+            Metric::InnerProduct => 1,
+            Metric::Cosine => 2,
+        }
+    }
+
+    /// The metric stored as `code`, if any.
+    pub(crate) fn from_code(code: u32) -> Option<Metric> {
+        match code {
+            0 => Some(Metric::L2),
+            1 => Some(Metric::InnerProduct),
+            2 => Some(Metric::Cosine),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Metric::L2 => "l2",
+            Metric::InnerProduct => "ip",
+            Metric::Cosine => "cosine",
+        })
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "l2" | "euclidean" => Ok(Metric::L2),
+            "ip" | "inner-product" | "dot" => Ok(Metric::InnerProduct),
+            "cosine" | "cos" => Ok(Metric::Cosine),
+            _ => Err(format!("unknown metric {s:?}: use l2, ip or cosine")),
+        }
+    }
+}
+
+/// Options a database is opened with.
+///
+/// `dim` and `metric` are stored when the database is created and must match
+/// on every later open. The others are tuning knobs of this handle.
+///
+/// ```
+/// use quiver::{Metric, Options};
+/// let options = Options::new(384, Metric::Cosine).growing_threshold(5_000);
+/// assert_eq!(options.dim(), 384);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    pub(crate) growing_threshold: usize,
+    pub(crate) verify_on_open: bool,
+}
+
+/// Default number of rows the growing segment holds before a commit seals it.
+pub const DEFAULT_GROWING_THRESHOLD: usize = 10_000;
+
+/// Largest dimension accepted (a row stays well under the redb value limit).
+pub const MAX_DIM: usize = 1 << 16;
+
+impl Options {
+    /// Options for vectors of `dim` values compared with `metric`, with defaults
+    /// for everything else.
+    pub fn new(dim: usize, metric: Metric) -> Self {
+        Options {
+            dim,
+            metric,
+            growing_threshold: DEFAULT_GROWING_THRESHOLD,
+            verify_on_open: false,
+        }
+    }
+
+    /// Rows the growing segment (kept in the manifest) may hold before a commit
+    /// seals them into a column file. A commit whose rows alone reach it is
+    /// written straight to a column file. Default [`DEFAULT_GROWING_THRESHOLD`].
+    pub fn growing_threshold(mut self, rows: usize) -> Self {
+        self.growing_threshold = rows.max(1);
+        self
+    }
+
+    /// Check every column file's data checksum during `open` instead of on the
+    /// first search that reads it. Either way a damaged file is never served;
+    /// eager checking makes `open` cost a read of every byte. Default `false`.
+    pub fn verify_on_open(mut self, on: bool) -> Self {
+        self.verify_on_open = on;
+        self
+    }
+
+    /// The vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.dim == 0 {
+            return Err(Error::InvalidOptions {
+                what: "dimension must be at least 1",
+            });
+        }
+        if self.dim > MAX_DIM {
+            return Err(Error::InvalidOptions {
+                what: "dimension must be at most 65536",
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,309 @@
+//! A sealed segment: one immutable column file, mapped read-only and read in place.
+//!
+//! A segment is written once by the writer ([`write_column_file`]): streamed
+//! through the I/O seam to a temporary name, synced, renamed to its final name,
+//! and only then named by a manifest commit. After that nobody writes to it.
+//! Its vector rows are read as `&[f32]` straight from the mapping.
+//!
+//! The data checksums are checked once, lazily, before the first read of the
+//! segment's rows (or at open with [`Options::verify_on_open`](crate::Options::verify_on_open)),
+//! so opening a database costs a header check per file, not a read of every
+//! byte, and a damaged region is still never served.
+
+use crate::error::{Error, Result};
+use crate::format::{self, ColumnHeader, HeaderError, HEADER_LEN};
+use crate::fs::{Mapping, Vfs};
+use crate::manifest::SegmentMeta;
+use crate::options::Metric;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// One sealed, mapped column file.
+#[derive(Debug)]
+pub struct Segment {
+    id: u64,
+    path: PathBuf,
+    header: ColumnHeader,
+    map: Arc<dyn Mapping>,
+    /// `Ok` once the data checksums matched; the failure otherwise.
+    verified: OnceLock<std::result::Result<(), String>>,
+    /// Set when a commit removed the segment from the manifest: the file goes
+    /// when the last snapshot holding the segment lets go of it.
+    retired: AtomicBool,
+    vfs: Arc<dyn Vfs>,
+}
+
+impl Segment {
+    /// Maps the column file of segment `id` in `dir` and checks its header
+    /// against the manifest record and the database's options.
+    pub fn open(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        id: u64,
+        meta: &SegmentMeta,
+        dim: usize,
+        metric: Metric,
+    ) -> Result<Segment> {
+        let path = dir.join(format::column_file_name(id));
+        let map = vfs.map(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = map.bytes();
+        let header = match ColumnHeader::decode(bytes) {
+            Ok(h) => h,
+            Err(HeaderError::NewerVersion(found)) => {
+                return Err(Error::UnsupportedVersion {
+                    file: path,
+                    found: u64::from(found),
+                    supported: u64::from(format::FORMAT_VERSION),
+                })
+            }
+            Err(HeaderError::Invalid(what)) => return Err(Error::corrupted(&path, what)),
+        };
+        let mismatch = if header.segment_id != id {
+            Some(format!("header names segment {}", header.segment_id))
+        } else if header.dim as usize != dim || header.metric != metric {
+            Some(format!(
+                "holds {}-dimensional {} rows, the database {dim}-dimensional {metric}",
+                header.dim, header.metric
+            ))
+        } else if header.rows != meta.rows
+            || header.vectors_crc != meta.vectors_crc
+            || header.ids_crc != meta.ids_crc
+        {
+            Some("header does not match the manifest's record of the segment".into())
+        } else if bytes.as_ptr() as usize % format::ROW_ALIGN != 0 {
+            Some("mapping is not 64-byte aligned".into())
+        } else {
+            None
+        };
+        if let Some(what) = mismatch {
+            return Err(Error::corrupted(&path, what));
+        }
+        Ok(Segment {
+            id,
+            path,
+            header,
+            map,
+            verified: OnceLock::new(),
+            retired: AtomicBool::new(false),
+            vfs,
+        })
+    }
+
+    /// The segment's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.header.rows as usize
+    }
+
+    /// Bytes the column file takes.
+    pub fn file_len(&self) -> u64 {
+        self.header.file_len()
+    }
+
+    /// Checks the data checksums (once; later calls return the first answer).
+    pub fn verify(&self) -> Result<()> {
+        let outcome = self.verified.get_or_init(|| {
+            let bytes = self.map.bytes();
+            let ids_at = self.header.ids_offset() as usize;
+            if crc32fast::hash(&bytes[HEADER_LEN..ids_at]) != self.header.vectors_crc {
+                return Err("vector data checksum mismatch".into());
+            }
+            if crc32fast::hash(&bytes[ids_at..]) != self.header.ids_crc {
+                return Err("id column checksum mismatch".into());
+            }
+            Ok(())
+        });
+        outcome
+            .clone()
+            .map_err(|what| Error::corrupted(&self.path, what))
+    }
+
+    /// Marks checksums as known good: the writer just computed them from the
+    /// bytes it wrote and synced.
+    pub fn mark_verified(&self) {
+        let _ = self.verified.set(Ok(()));
+    }
+
+    /// All vector rows, `stride / 4` floats apart. Call [`Segment::verify`] first.
+    #[inline]
+    pub fn vectors(&self) -> &[f32] {
+        let ids_at = self.header.ids_offset() as usize;
+        // Cannot panic: `open` checked that the file is exactly as long as the
+        // header says, that the mapping is 64-byte aligned, and the region starts
+        // at 64 and is a whole number of 64-byte rows.
+        bytemuck::cast_slice(&self.map.bytes()[HEADER_LEN..ids_at])
+    }
+
+    /// Floats from one row to the next.
+    #[inline]
+    pub fn stride_floats(&self) -> usize {
+        self.header.stride as usize / 4
+    }
+
+    /// The vector of `row`.
+    #[inline]
+    pub fn row(&self, row: usize) -> &[f32] {
+        let start = row * self.stride_floats();
+        &self.vectors()[start..start + self.header.dim as usize]
+    }
+
+    /// The user id of every row.
+    #[inline]
+    pub fn ids(&self) -> &[u64] {
+        let ids_at = self.header.ids_offset() as usize;
+        // Cannot panic: the id region starts at a multiple of 64 from a 64-byte
+        // aligned mapping and holds exactly `rows` u64 (checked in `open`).
+        bytemuck::cast_slice(&self.map.bytes()[ids_at..])
+    }
+
+    /// From now on, remove the file once the last holder drops this segment.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            // A file left behind by a failed removal is named by no manifest and is
+            // removed at the next open.
+            let _ = self.vfs.remove(&self.path);
+        }
+    }
+}
+
+/// Writes the column file of a new segment through the durable path: a
+/// temporary file written and synced, renamed to its final name, directory
+/// synced. Returns the manifest record. The caller commits the manifest.
+///
+/// `rows` yields each row's id and vector (already normalised for cosine).
+pub fn write_column_file<'a>(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    id: u64,
+    dim: usize,
+    metric: Metric,
+    rows: &[(u64, &'a [f32])],
+) -> Result<SegmentMeta> {
+    let stride = format::row_stride(dim);
+    let final_path = dir.join(format::column_file_name(id));
+    let tmp_path = dir.join(format!(
+        "{}{}",
+        format::column_file_name(id),
+        format::TMP_SUFFIX
+    ));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e| Error::io(path, e)
+    };
+    let file = vfs.open(&tmp_path, true).map_err(io(&tmp_path))?;
+    file.set_len(0).map_err(io(&tmp_path))?;
+
+    // Stream the rows in ~1 MiB pieces, checksumming as they go.
+    const PIECE: usize = 1 << 20;
+    let mut buf: Vec<u8> = Vec::with_capacity(PIECE + stride);
+    let mut offset = HEADER_LEN as u64;
+    let mut vectors_crc = crc32fast::Hasher::new();
+    let flush = |buf: &mut Vec<u8>, offset: &mut u64, crc: &mut crc32fast::Hasher| {
+        crc.update(buf);
+        file.write_at(*offset, buf).map_err(io(&tmp_path))?;
+        *offset += buf.len() as u64;
+        buf.clear();
+        Ok::<(), Error>(())
+    };
+    for (_, vector) in rows {
+        buf.extend(vector.iter().flat_map(|x| x.to_le_bytes()));
+        buf.resize(buf.len() + stride - dim * 4, 0);
+        if buf.len() >= PIECE {
+            flush(&mut buf, &mut offset, &mut vectors_crc)?;
+        }
+    }
+    flush(&mut buf, &mut offset, &mut vectors_crc)?;
+    let mut ids_crc = crc32fast::Hasher::new();
+    for chunk in rows.chunks(PIECE / 8) {
+        buf.extend(chunk.iter().flat_map(|(id, _)| id.to_le_bytes()));
+        flush(&mut buf, &mut offset, &mut ids_crc)?;
+    }
+    let header = ColumnHeader {
+        dim: dim as u32,
+        stride: stride as u32,
+        metric,
+        rows: rows.len() as u64,
+        segment_id: id,
+        vectors_crc: vectors_crc.finalize(),
+        ids_crc: ids_crc.finalize(),
+    };
+    file.write_at(0, &header.encode()).map_err(io(&tmp_path))?;
+    file.sync().map_err(io(&tmp_path))?;
+    drop(file);
+    vfs.rename(&tmp_path, &final_path)
+        .map_err(io(&final_path))?;
+    vfs.sync_dir(dir).map_err(io(dir))?;
+    Ok(SegmentMeta {
+        rows: header.rows,
+        vectors_crc: header.vectors_crc,
+        ids_crc: header.ids_crc,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::MemFs;
+
+    fn write_two_rows(fs: &MemFs) -> SegmentMeta {
+        fs.create_dir_all(Path::new("/db")).unwrap();
+        let a = [1.0f32, 2.0, 3.0];
+        let b = [4.0f32, 5.0, 6.0];
+        write_column_file(
+            fs,
+            Path::new("/db"),
+            1,
+            3,
+            Metric::L2,
+            &[(10, &a), (20, &b)],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn written_segment_reads_back_in_place() {
+        let fs = MemFs::new();
+        let meta = write_two_rows(&fs);
+        let seg = Segment::open(Arc::new(fs), Path::new("/db"), 1, &meta, 3, Metric::L2).unwrap();
+        seg.verify().unwrap();
+        assert_eq!(seg.rows(), 2);
+        assert_eq!(seg.row(1), &[4.0, 5.0, 6.0]);
+        assert_eq!(seg.ids(), &[10, 20]);
+    }
+
+    #[test]
+    fn flipped_data_byte_fails_verification_naming_the_file() {
+        let fs = MemFs::new();
+        let meta = write_two_rows(&fs);
+        let path = Path::new("/db").join(format::column_file_name(1));
+        let f = fs.open(&path, false).unwrap();
+        let mut byte = [0u8];
+        f.read_at(70, &mut byte).unwrap();
+        f.write_at(70, &[byte[0] ^ 1]).unwrap();
+        let seg = Segment::open(Arc::new(fs), Path::new("/db"), 1, &meta, 3, Metric::L2).unwrap();
+        match seg.verify() {
+            Err(Error::Corrupted { file, .. }) => assert_eq!(file, path),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn segment_with_other_dimension_is_refused() {
+        let fs = MemFs::new();
+        let meta = write_two_rows(&fs);
+        let err =
+            Segment::open(Arc::new(fs), Path::new("/db"), 1, &meta, 4, Metric::L2).unwrap_err();
+        assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+    }
+}

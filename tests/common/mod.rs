@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests: seeded data and a brute-force reference.
+#![allow(dead_code)]
+
+use quiver::Metric;
+
+/// A small deterministic generator (splitmix64), so every test is seeded.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    pub fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.next_f32()).collect()
+    }
+
+    pub fn vectors(&mut self, n: usize, dim: usize) -> Vec<f32> {
+        (0..n * dim).map(|_| self.next_f32()).collect()
+    }
+}
+
+/// The distance Quiver reports, computed plainly in f64.
+pub fn reference_distance(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    match metric {
+        Metric::L2 => a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+            .sum(),
+        Metric::InnerProduct => -dot,
+        Metric::Cosine => {
+            let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            1.0 - dot / (na * nb)
+        }
+    }
+}
+
+/// The ids of the `k` nearest `rows` to `query` by brute force.
+pub fn brute_force(
+    metric: Metric,
+    rows: &[(u64, Vec<f32>)],
+    query: &[f32],
+    k: usize,
+) -> Vec<(u64, f64)> {
+    let mut all: Vec<(u64, f64)> = rows
+        .iter()
+        .map(|(id, v)| (*id, reference_distance(metric, query, v)))
+        .collect();
+    all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
