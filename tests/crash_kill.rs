@@ -1,0 +1,188 @@
+//! Kill tests: a child process commits in a loop and reports each commit it
+//! completed; the parent SIGKILLs it at random moments, reopens the directory
+//! and compares it with a model replayed from the same deterministic workload.
+//!
+//! Every reported commit must be present and exact, the interrupted one all or
+//! nothing, and every checksum must verify. `QUIVER_CRASH_ITERS` sets the
+//! number of kills (default 60).
+
+mod common;
+
+use common::Rng;
+use quiver::{Database, Metric, Options};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const DIM: usize = 8;
+const ID_SPACE: u64 = 400;
+const CHILD_ENV: &str = "QUIVER_CRASH_CHILD_DIR";
+const CHILD_LOG_ENV: &str = "QUIVER_CRASH_CHILD_LOG";
+
+fn options() -> Options {
+    // A small threshold so that kills land in seals and retirements too.
+    Options::new(DIM, Metric::L2).growing_threshold(40)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    vector: Vec<f32>,
+    payload: Option<Vec<u8>>,
+}
+
+type Model = BTreeMap<u64, Row>;
+
+/// The operations of commit `n`, given the state before it: upserts, then deletes
+/// of ids that exist. Every 13th commit is a large batch that seals directly.
+fn commit_ops(n: u64, before: &Model) -> (Vec<(u64, Row)>, Vec<u64>) {
+    let mut rng = Rng::new(n);
+    let count = if n % 13 == 0 {
+        120
+    } else {
+        1 + rng.below(6) as usize
+    };
+    let mut upserts = BTreeMap::new();
+    for _ in 0..count {
+        let id = rng.below(ID_SPACE);
+        let vector = (0..DIM)
+            .map(|d| (n * 1000 + id) as f32 + d as f32 * 0.5)
+            .collect();
+        let payload = (rng.below(3) != 0).then(|| format!("{n}:{id}").into_bytes());
+        upserts.insert(id, Row { vector, payload });
+    }
+    let mut deletes = Vec::new();
+    for _ in 0..rng.below(4) {
+        let id = rng.below(ID_SPACE);
+        if before.contains_key(&id) && !upserts.contains_key(&id) && !deletes.contains(&id) {
+            deletes.push(id);
+        }
+    }
+    (upserts.into_iter().collect(), deletes)
+}
+
+fn model_after(generation: u64) -> Model {
+    let mut model = Model::new();
+    for n in 1..=generation {
+        let (upserts, deletes) = commit_ops(n, &model);
+        for (id, row) in upserts {
+            model.insert(id, row);
+        }
+        for id in deletes {
+            model.remove(&id);
+        }
+    }
+    model
+}
+
+/// The child's workload; a no-op unless the parent started this binary for it.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    // Each completed commit is appended to the log with one unbuffered write.
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(std::env::var(CHILD_LOG_ENV).unwrap())
+        .unwrap();
+    let db = Database::open(&dir, options()).unwrap();
+    let mut n = db.snapshot().generation();
+    let mut model = model_after(n);
+    let mut w = db.writer().unwrap();
+    loop {
+        n += 1;
+        let (upserts, deletes) = commit_ops(n, &model);
+        for (id, row) in &upserts {
+            w.upsert(*id, &row.vector, row.payload.as_deref()).unwrap();
+        }
+        for id in &deletes {
+            w.delete(*id).unwrap();
+        }
+        w.commit().unwrap();
+        log.write_all(format!("committed {n}\n").as_bytes())
+            .unwrap();
+        for (id, row) in upserts {
+            model.insert(id, row);
+        }
+        for id in deletes {
+            model.remove(&id);
+        }
+    }
+}
+
+fn check(dir: &Path, reported: u64) -> u64 {
+    let db = Database::open(dir, options()).unwrap();
+    let generation = db.snapshot().generation();
+    assert!(
+        generation == reported || generation == reported + 1,
+        "reported {reported} commits, found generation {generation}"
+    );
+    db.verify().unwrap();
+    let model = model_after(generation);
+    assert_eq!(db.len(), model.len());
+    for id in 0..ID_SPACE {
+        let got = db.get(id).unwrap().map(|r| Row {
+            vector: r.vector,
+            payload: r.payload,
+        });
+        assert_eq!(
+            got.as_ref(),
+            model.get(&id),
+            "id {id} at generation {generation}"
+        );
+    }
+    generation
+}
+
+#[test]
+fn killed_writer_loses_no_reported_commit_and_shows_no_partial_one() {
+    let iterations: u64 = std::env::var("QUIVER_CRASH_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let exe = std::env::current_exe().unwrap();
+    let log = tmp.path().join("progress.log");
+    let mut rng = Rng::new(0xC0FFEE);
+    let mut generation = 0;
+    let mut interrupted_commits = 0;
+    for _ in 0..iterations {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &dir)
+            .env(CHILD_LOG_ENV, &log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(10 + rng.below(60)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let out = std::fs::read_to_string(&log).unwrap_or_default();
+        let reported = out
+            .split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
+            .filter_map(|l| l.strip_prefix("committed "))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            // A commit found durable after the last kill counts as reported.
+            .max(generation);
+        let found = check(&dir, reported);
+        if found > reported {
+            interrupted_commits += 1;
+        }
+        generation = found;
+    }
+    eprintln!(
+        "{iterations} kills, {generation} commits, {interrupted_commits} commits durable but unreported"
+    );
+    assert!(
+        generation > iterations,
+        "the child made too few commits to test anything"
+    );
+}
