@@ -139,11 +139,18 @@ impl Database {
                 })
             }
             Some(FileKind::Dir) => {}
-            None => vfs.create_dir_all(&dir).map_err(io)?,
+            None => {
+                vfs.create_dir_all(&dir).map_err(io)?;
+                // Make the new directory's own entry durable too.
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+                }
+            }
         }
-        let names = vfs.list(&dir).map_err(io)?;
-        let has_manifest = names.iter().any(|n| n == MANIFEST_FILE);
-        if !has_manifest && names.iter().any(|n| n != LOCK_FILE) {
+        let is_database = |names: &[String]| {
+            names.iter().any(|n| n == MANIFEST_FILE) || names.iter().all(|n| n == LOCK_FILE)
+        };
+        if !is_database(&vfs.list(&dir).map_err(io)?) {
             return Err(Error::NotADatabase {
                 path: dir,
                 why: "the directory is not empty and holds no quiver.redb manifest",
@@ -157,6 +164,9 @@ impl Database {
                 why:
                     "another process (or another handle in this one) has it open; close that first",
             })?;
+        // Listed again under the lock: what the orphan sweep may remove.
+        let names = vfs.list(&dir).map_err(io)?;
+        let has_manifest = names.iter().any(|n| n == MANIFEST_FILE);
         let manifest = Manifest::open(&*vfs, &dir.join(MANIFEST_FILE), !has_manifest)?;
         match manifest.config()? {
             None => {

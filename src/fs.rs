@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A file opened for reading and writing at explicit offsets.
+#[allow(clippy::len_without_is_empty)]
 pub trait VfsFile: Send + Sync + fmt::Debug {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;

@@ -48,7 +48,13 @@ mod manifest;
 mod options;
 mod segment;
 mod snapshot;
+pub mod synth;
 mod writer;
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 pub use db::{Database, Stats};
 pub use error::{Error, Result};

@@ -69,13 +69,17 @@ impl SegmentMeta {
         b
     }
 
-    fn decode(b: &[u8]) -> std::result::Result<SegmentMeta, String> {
+    /// Decodes a record; `Err(None)` for a newer record version, `Err(Some(what))` for damage.
+    fn decode(b: &[u8]) -> std::result::Result<SegmentMeta, Option<String>> {
+        if b.first().is_some_and(|&v| v > SEGMENT_META_VERSION) {
+            return Err(None);
+        }
         if b.first() != Some(&SEGMENT_META_VERSION) || b.len() != SEGMENT_META_LEN {
-            return Err(format!(
+            return Err(Some(format!(
                 "segment record of {} bytes with version {:?}",
                 b.len(),
                 b.first()
-            ));
+            )));
         }
         let mut rows = [0u8; 8];
         rows.copy_from_slice(&b[1..9]);
@@ -200,9 +204,13 @@ impl Manifest {
         let get = |key: &str| -> Result<Option<u64>> {
             Ok(table.get(key).map_err(|e| self.err(e))?.map(|v| v.value()))
         };
-        let Some(version) = get("format_version")? else {
-            return Ok(None);
-        };
+        // `initialise` writes the whole config in one transaction: a config table
+        // without a version is damage, not a database that was never set up.
+        let version = get("format_version")?
+            .ok_or_else(|| Error::corrupted(&self.path, "config has no format_version"))?;
+        if version == 0 {
+            return Err(Error::corrupted(&self.path, "format version 0"));
+        }
         if version > u64::from(FORMAT_VERSION) {
             return Err(Error::UnsupportedVersion {
                 file: self.path.clone(),
@@ -274,8 +282,14 @@ impl Manifest {
             .map_err(|e| self.err(e))?
         {
             let (k, v) = entry.map_err(|e| self.err(e))?;
-            let meta = SegmentMeta::decode(v.value())
-                .map_err(|what| Error::corrupted(&self.path, what))?;
+            let meta = SegmentMeta::decode(v.value()).map_err(|e| match e {
+                Some(what) => Error::corrupted(&self.path, what),
+                None => Error::UnsupportedVersion {
+                    file: self.path.clone(),
+                    found: u64::from(v.value()[0]),
+                    supported: u64::from(SEGMENT_META_VERSION),
+                },
+            })?;
             segments.push((k.value(), meta));
         }
         let mut tombstones = Vec::new();

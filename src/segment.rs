@@ -46,7 +46,16 @@ impl Segment {
         metric: Metric,
     ) -> Result<Segment> {
         let path = dir.join(format::column_file_name(id));
-        let map = vfs.map(&path).map_err(|e| Error::io(&path, e))?;
+        let map = vfs.map(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::corrupted(
+                    &path,
+                    "the manifest names this column file but it is missing",
+                )
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
         let bytes = map.bytes();
         let header = match ColumnHeader::decode(bytes) {
             Ok(h) => h,
@@ -71,7 +80,7 @@ impl Segment {
             || header.ids_crc != meta.ids_crc
         {
             Some("header does not match the manifest's record of the segment".into())
-        } else if bytes.as_ptr() as usize % format::ROW_ALIGN != 0 {
+        } else if !(bytes.as_ptr() as usize).is_multiple_of(format::ROW_ALIGN) {
             Some("mapping is not 64-byte aligned".into())
         } else {
             None
@@ -182,13 +191,13 @@ impl Drop for Segment {
 /// synced. Returns the manifest record. The caller commits the manifest.
 ///
 /// `rows` yields each row's id and vector (already normalised for cosine).
-pub fn write_column_file<'a>(
+pub fn write_column_file(
     vfs: &dyn Vfs,
     dir: &Path,
     id: u64,
     dim: usize,
     metric: Metric,
-    rows: &[(u64, &'a [f32])],
+    rows: &[(u64, &[f32])],
 ) -> Result<SegmentMeta> {
     let stride = format::row_stride(dim);
     let final_path = dir.join(format::column_file_name(id));

@@ -35,6 +35,14 @@ enum Staged {
     Delete,
 }
 
+/// A staged upsert as a commit sees it.
+#[derive(Debug, Clone, Copy)]
+struct StagedRow<'a> {
+    id: u64,
+    vector: &'a [f32],
+    payload: Option<&'a [u8]>,
+}
+
 /// What a commit wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -99,7 +107,7 @@ impl Writer {
     ) -> Result<()> {
         let dim = self.db.dim();
         if vectors.len() != ids.len() * dim {
-            if vectors.len() % dim != 0 {
+            if !vectors.len().is_multiple_of(dim) {
                 return Err(Error::Dimension {
                     expected: dim,
                     got: vectors.len() % dim,
@@ -222,15 +230,15 @@ impl Writer {
         let db = &*self.db;
         let dim = db.dim();
         let ids: Vec<u64> = self.staged.keys().copied().collect();
-        let upserts: Vec<(u64, &[f32], Option<&[u8]>)> = self
+        let upserts: Vec<StagedRow<'_>> = self
             .staged
             .iter()
             .filter_map(|(&id, s)| match s {
-                Staged::Upsert { at, payload } => Some((
+                Staged::Upsert { at, payload } => Some(StagedRow {
                     id,
-                    &self.arena[at * dim..(at + 1) * dim],
-                    payload.as_deref(),
-                )),
+                    vector: &self.arena[at * dim..(at + 1) * dim],
+                    payload: payload.as_deref(),
+                }),
                 Staged::Delete => None,
             })
             .collect();
@@ -297,7 +305,7 @@ fn plan_commit(
     base: &SnapshotState,
     ids: &[u64],
     before: &[Option<Location>],
-    upserts: &[(u64, &[f32], Option<&[u8]>)],
+    upserts: &[StagedRow<'_>],
 ) -> Result<Plan> {
     let dim = db.dim();
     let mut removed_sealed: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
@@ -312,7 +320,7 @@ fn plan_commit(
     let deleted: Vec<u64> = ids
         .iter()
         .zip(before)
-        .filter(|(id, loc)| loc.is_some() && upserts.binary_search_by_key(*id, |u| u.0).is_err())
+        .filter(|(id, loc)| loc.is_some() && upserts.binary_search_by_key(*id, |u| u.id).is_err())
         .map(|(&id, _)| id)
         .collect();
 
@@ -349,7 +357,7 @@ fn plan_commit(
             .live_rows(dim)
             .filter(|(row, _, _)| !gone.contains(row))
             .map(|(_, id, v)| (id, v))
-            .chain(upserts.iter().map(|&(id, v, _)| (id, v)))
+            .chain(upserts.iter().map(|u| (u.id, u.vector)))
             .collect();
         let id = state.next_segment_id;
         state.next_segment_id += 1;
@@ -367,7 +375,7 @@ fn plan_commit(
 
 impl Plan {
     /// The manifest changes of this plan.
-    fn update<'a>(&self, upserts: &[(u64, &'a [f32], Option<&'a [u8]>)]) -> Update<'a> {
+    fn update<'a>(&self, upserts: &[StagedRow<'a>]) -> Update<'a> {
         let mut u = Update {
             ids_removed: self.deleted.clone(),
             tombstones_added: self
@@ -380,10 +388,10 @@ impl Plan {
             state: self.state,
             ..Update::default()
         };
-        for &(id, _, payload) in upserts {
-            match payload {
-                Some(p) => u.payloads_set.push((id, p)),
-                None => u.payloads_removed.push(id),
+        for row in upserts {
+            match row.payload {
+                Some(p) => u.payloads_set.push((row.id, p)),
+                None => u.payloads_removed.push(row.id),
             }
         }
         match &self.sealed {
@@ -405,7 +413,7 @@ impl Plan {
             }
             None => {
                 u.growing_removed = self.growing_removed.clone();
-                for (i, &(id, vector, _)) in upserts.iter().enumerate() {
+                for (i, &StagedRow { id, vector, .. }) in upserts.iter().enumerate() {
                     let row = self.first_growing_row + i as u64;
                     u.growing_added.push((row, id, vector));
                     let loc = Location {
@@ -423,7 +431,7 @@ impl Plan {
     fn into_snapshot(
         self,
         base: &SnapshotState,
-        upserts: &[(u64, &[f32], Option<&[u8]>)],
+        upserts: &[StagedRow<'_>],
         reader: crate::manifest::Reader,
     ) -> SnapshotState {
         let mut segments: Vec<SealedView> = Vec::with_capacity(base.segments.len() + 1);
@@ -465,8 +473,11 @@ impl Plan {
                     let n = upserts.len() as u64;
                     growing.chunks.push(Arc::new(GrowingChunk {
                         rows: (self.first_growing_row..self.first_growing_row + n).collect(),
-                        ids: upserts.iter().map(|u| u.0).collect(),
-                        vectors: upserts.iter().flat_map(|u| u.1.iter().copied()).collect(),
+                        ids: upserts.iter().map(|u| u.id).collect(),
+                        vectors: upserts
+                            .iter()
+                            .flat_map(|u| u.vector.iter().copied())
+                            .collect(),
                     }));
                     growing.live += upserts.len();
                 }

@@ -124,7 +124,7 @@ fn upsert_replaces_rows_of_sealed_segments() {
     let db = Database::open(&dir, o.clone()).unwrap();
     let mut w = db.writer().unwrap();
     let ids: Vec<u64> = (0..20).collect();
-    w.upsert_batch(&ids, &vec![1.0; 160], None).unwrap();
+    w.upsert_batch(&ids, &[1.0; 160], None).unwrap();
     w.commit().unwrap();
     w.upsert(3, &[5.0; 8], None).unwrap();
     w.delete(4).unwrap();
@@ -149,7 +149,7 @@ fn segment_whose_rows_are_all_replaced_is_retired_and_its_file_removed() {
     let dir = tmp.path().join("db");
     let db = Database::open(&dir, opts().growing_threshold(4)).unwrap();
     let mut w = db.writer().unwrap();
-    w.upsert_batch(&[1, 2, 3, 4], &vec![1.0; 32], None).unwrap();
+    w.upsert_batch(&[1, 2, 3, 4], &[1.0; 32], None).unwrap();
     w.commit().unwrap();
     let held = db.snapshot();
     let col_files = |d: &Path| {
@@ -164,7 +164,7 @@ fn segment_whose_rows_are_all_replaced_is_retired_and_its_file_removed() {
             })
             .count()
     };
-    w.upsert_batch(&[1, 2, 3, 4], &vec![2.0; 32], None).unwrap();
+    w.upsert_batch(&[1, 2, 3, 4], &[2.0; 32], None).unwrap();
     let info = w.commit().unwrap();
     assert_eq!(info.retired_segments, 1);
     assert_eq!(col_files(&dir), 2, "a snapshot still holds the old segment");
@@ -443,7 +443,7 @@ fn stats_count_rows_segments_and_bytes() {
     let db = Database::open(tmp.path().join("db"), opts().growing_threshold(10)).unwrap();
     let mut w = db.writer().unwrap();
     let ids: Vec<u64> = (0..12).collect();
-    w.upsert_batch(&ids, &vec![0.5; 96], None).unwrap();
+    w.upsert_batch(&ids, &[0.5; 96], None).unwrap();
     w.commit().unwrap();
     w.upsert(100, &[0.1; 8], None).unwrap();
     w.delete(0).unwrap();

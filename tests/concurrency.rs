@@ -72,7 +72,7 @@ fn readers_see_whole_commits_while_the_writer_makes_a_thousand() {
     for i in 1..=COMMITS {
         w.upsert(i, &[1_000_000.0 + i as f32; DIM], None).unwrap();
         w.upsert(0, &[i as f32; DIM], None).unwrap();
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             w.delete(i - 5).unwrap();
         }
         assert_eq!(w.commit().unwrap().generation, i);

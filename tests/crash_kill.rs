@@ -38,7 +38,7 @@ type Model = BTreeMap<u64, Row>;
 /// of ids that exist. Every 13th commit is a large batch that seals directly.
 fn commit_ops(n: u64, before: &Model) -> (Vec<(u64, Row)>, Vec<u64>) {
     let mut rng = Rng::new(n);
-    let count = if n % 13 == 0 {
+    let count = if n.is_multiple_of(13) {
         120
     } else {
         1 + rng.below(6) as usize

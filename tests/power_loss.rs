@@ -31,7 +31,11 @@ fn every_crash_image_reopens_to_a_committed_state() {
     let mut synced = vec![fs.crash_images().len()];
     let mut model = Model::new();
     for n in 1..=40u64 {
-        let upserts = if n % 7 == 0 { 15 } else { 1 + rng.below(4) };
+        let upserts = if n.is_multiple_of(7) {
+            15
+        } else {
+            1 + rng.below(4)
+        };
         let mut touched = Vec::new();
         for _ in 0..upserts {
             let id = rng.below(40);
@@ -40,7 +44,7 @@ fn every_crash_image_reopens_to_a_committed_state() {
             model.insert(id, v);
             touched.push(id);
         }
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             let pick = rng.below(model.len() as u64) as usize;
             if let Some(&id) = model.keys().filter(|id| !touched.contains(id)).nth(pick) {
                 w.delete(id).unwrap();
@@ -69,7 +73,11 @@ fn every_crash_image_reopens_to_a_committed_state() {
         let model = &models[g as usize];
         assert_eq!(db.len(), model.len(), "image {i}");
         for (id, v) in model {
-            assert_eq!(&db.get(*id).unwrap().unwrap().vector, v, "image {i} id {id}");
+            assert_eq!(
+                &db.get(*id).unwrap().unwrap().vector,
+                v,
+                "image {i} id {id}"
+            );
         }
     }
 }

@@ -15,9 +15,12 @@
 //! Callers should fetch the table once (e.g. store the `&'static Kernels` in the
 //! index) and call its methods:
 //!
-//! ```text
+//! ```
 //! let k = quiver::kernels::select();
-//! let d = k.l2_squared(&query, &candidate);
+//! let (query, candidate) = ([1.0, 2.0, 3.0], [1.0, 0.0, 3.0]);
+//! assert_eq!(k.l2_squared(&query, &candidate), 4.0);
+//! assert_eq!(k.dot(&query, &candidate), 10.0);
+//! println!("distance kernels use {}", k.isa());
 //! ```
 //!
 //! [`for_isa`] forces a particular path (for tests and benchmarks) and returns
@@ -49,7 +52,7 @@ mod scalar;
 
 /// An instruction-set level a [`Kernels`] table is implemented with.
 ///
-/// Variants are ordered from least to most capable.
+/// Variants are declared from least to most capable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     /// Portable Rust loops (auto-vectorised for the target's baseline).
