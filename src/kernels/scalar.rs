@@ -88,7 +88,7 @@ pub(super) fn norm_squared(a: &[f32]) -> f32 {
 /// The pass walks both vectors in blocks of [`COSINE_BLOCK`] floats and runs
 /// the three simple reductions over each block while it is hot in L1. Written
 /// as a single loop updating all three sums, LLVM's SLP vectoriser bundles
-/// `x·y` with `x·x` and emits a shuffle-heavy loop about 4x slower than this.
+/// `x·y` with `x·x` into a shuffle-heavy loop that measured ~1.7x slower.
 pub(super) fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
     let (mut ab, mut aa, mut bb) = (0.0f32, 0.0f32, 0.0f32);
     for (x, y) in a.chunks(COSINE_BLOCK).zip(b.chunks(COSINE_BLOCK)) {
