@@ -52,7 +52,10 @@ fn small_commits(dir: &Path, rounds: usize, per_round: usize) -> (Duration, Dura
             id += 1;
             let t = Instant::now();
             let tx = bare.begin_write().unwrap();
-            tx.open_table(table).unwrap().insert(id, bytes.as_slice()).unwrap();
+            tx.open_table(table)
+                .unwrap()
+                .insert(id, bytes.as_slice())
+                .unwrap();
             tx.commit().unwrap();
             r.push(t.elapsed());
         }
@@ -83,7 +86,8 @@ fn build(dir: &Path, rows: usize) -> Database {
     for start in (0..rows).step_by(chunk) {
         let n = chunk.min(rows - start);
         let ids: Vec<u64> = (start as u64..(start + n) as u64).collect();
-        w.upsert_batch(&ids, &random_vectors(n, start as u64), None).unwrap();
+        w.upsert_batch(&ids, &random_vectors(n, start as u64), None)
+            .unwrap();
         w.commit().unwrap();
     }
     drop(w);
@@ -115,7 +119,10 @@ fn scan(dir: &Path, runs: usize) -> (Duration, Duration) {
     #[allow(unsafe_code)]
     let map = unsafe { memmap2::Mmap::map(&file).unwrap() };
     let floats: &[f32] = bytemuck::cast_slice(&map[64..64 + 100_000 * DIM * 4]);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let queries = random_vectors(runs, 9);
     let (mut s, mut p) = (Vec::new(), Vec::new());
     let mut sink = 0.0f32;
