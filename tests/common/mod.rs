@@ -1,22 +1,19 @@
 //! Helpers shared by the integration tests: seeded data and a brute-force reference.
 #![allow(dead_code)]
 
+use quiver::synth::SplitMix64;
 use quiver::Metric;
 
-/// A small deterministic generator (splitmix64), so every test is seeded.
-pub struct Rng(u64);
+/// The crate's seeded generator with the helpers the tests need.
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [-1, 1).
