@@ -5,7 +5,7 @@
 //! | [`RealFs`] | the operating system's file system; what [`Database::open`](crate::Database::open) uses |
 //! | [`MemFs`] | tests: an in-memory file system that keeps *live* and *durable* bytes apart, so a test can cut the power at any sync point and reopen what a disk would have kept |
 //!
-//! The manifest's redb file goes through the same seam ([`RedbFile`] adapts a
+//! The manifest's redb file goes through the same seam (`RedbFile` adapts a
 //! [`VfsFile`] to redb's `StorageBackend`), so a simulated power cut hits the
 //! manifest and the column files alike.
 //!

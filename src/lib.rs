@@ -43,6 +43,7 @@ mod db;
 mod error;
 mod format;
 pub mod fs;
+pub mod graph;
 pub mod kernels;
 mod manifest;
 mod options;

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Side-by-side ANN benchmark: hnswlib, FAISS IndexHNSWFlat and usearch (and
+Quiver, through a command that prints JSON) on the same .fvecs data, in one run.
+
+Every system is built with the same M and ef_construction using all cores, then
+queried single-threaded, one query per call, for each ef. Prints recall@k, QPS
+and p50/p99 latency per ef, and build time.
+
+Setup (an ignored folder, never CI's test path):
+    python3 -m venv target/peers-venv
+    target/peers-venv/bin/pip install -r benches/peers/requirements.txt
+Run:
+    target/peers-venv/bin/python benches/peers/peers.py \
+        --base ../shared/data/debian50k_base.fvecs \
+        --queries ../shared/data/debian50k_query.fvecs \
+        --gt ../shared/data/debian50k_groundtruth.ivecs --metric cosine
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def read_vecs(path, dtype):
+    raw = np.fromfile(path, dtype=np.int32)
+    if raw.size == 0:
+        sys.exit(f"{path}: empty file")
+    dim = int(raw[0])
+    if dim <= 0 or raw.size % (dim + 1) != 0:
+        sys.exit(f"{path}: not a .fvecs/.ivecs file (dimension {dim}, {raw.size} words)")
+    rows = raw.reshape(-1, dim + 1)
+    if not np.all(rows[:, 0] == dim):
+        sys.exit(f"{path}: rows of different dimensions")
+    return rows[:, 1:].copy().view(dtype)
+
+
+def exact_ground_truth(base, queries, metric, k):
+    gt = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), 256):
+        q = queries[start:start + 256]
+        if metric == "l2":
+            d = (q * q).sum(1)[:, None] - 2 * q @ base.T + (base * base).sum(1)[None, :]
+        else:
+            d = -(q @ base.T)
+        gt[start:start + len(q)] = np.argsort(d, axis=1)[:, :k]
+    return gt
+
+
+def measure(search, queries, gt, k):
+    """Single-thread, one query per call: recall@k, QPS, p50 and p99 in ms."""
+    lat = np.empty(len(queries))
+    hits = 0
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        ids = search(q)
+        lat[i] = time.perf_counter() - t
+        hits += len(set(int(x) for x in ids[:k]) & set(int(x) for x in gt[i, :k]))
+    return {
+        "recall": hits / (len(queries) * k),
+        "qps": len(queries) / lat.sum(),
+        "p50_ms": float(np.percentile(lat, 50) * 1e3),
+        "p99_ms": float(np.percentile(lat, 99) * 1e3),
+    }
+
+
+def run_hnswlib(base, queries, gt, args):
+    import hnswlib
+    space = {"l2": "l2", "ip": "ip", "cosine": "ip"}[args.metric]
+    index = hnswlib.Index(space=space, dim=base.shape[1])
+    t = time.perf_counter()
+    index.init_index(max_elements=len(base), M=args.m, ef_construction=args.ef_construction, random_seed=1)
+    index.set_num_threads(os.cpu_count())
+    index.add_items(base, np.arange(len(base)))
+    build = time.perf_counter() - t
+    index.set_num_threads(1)
+    results = {}
+    for ef in args.efs:
+        index.set_ef(max(ef, args.k))
+        results[ef] = measure(lambda q: index.knn_query(q, k=args.k)[0][0], queries, gt, args.k)
+    return build, results
+
+
+def run_faiss(base, queries, gt, args):
+    import faiss
+    metric = faiss.METRIC_L2 if args.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    index = faiss.IndexHNSWFlat(base.shape[1], args.m, metric)
+    index.hnsw.efConstruction = args.ef_construction
+    faiss.omp_set_num_threads(os.cpu_count())
+    t = time.perf_counter()
+    index.add(base)
+    build = time.perf_counter() - t
+    faiss.omp_set_num_threads(1)
+    results = {}
+    for ef in args.efs:
+        index.hnsw.efSearch = max(ef, args.k)
+        results[ef] = measure(lambda q: index.search(q[None, :], args.k)[1][0], queries, gt, args.k)
+    return build, results
+
+
+def run_usearch(base, queries, gt, args):
+    from usearch.index import Index
+    metric = {"l2": "l2sq", "ip": "ip", "cosine": "ip"}[args.metric]
+    index = Index(ndim=base.shape[1], metric=metric, dtype="f32", connectivity=args.m,
+                  expansion_add=args.ef_construction)
+    t = time.perf_counter()
+    index.add(np.arange(len(base)), base, threads=os.cpu_count())
+    build = time.perf_counter() - t
+    results = {}
+    for ef in args.efs:
+        index.expansion_search = max(ef, args.k)
+        results[ef] = measure(lambda q: index.search(q, args.k, threads=1).keys, queries, gt, args.k)
+    return build, results
+
+
+def run_quiver(args):
+    """Runs the Quiver command, which prints one JSON object:
+    {"build_s": float, "results": {"<ef>": {"recall":…, "qps":…, "p50_ms":…, "p99_ms":…}}}"""
+    cmd = args.quiver_cmd.split() + [
+        "--base", args.base, "--queries", args.queries, "--metric", args.metric,
+        "--m", str(args.m), "--ef-construction", str(args.ef_construction),
+        "--ef", ",".join(map(str, args.efs)), "-k", str(args.k)]
+    if args.gt:
+        cmd += ["--gt", args.gt]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    return data["build_s"], {int(ef): r for ef, r in data["results"].items()}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", required=True)
+    p.add_argument("--queries", required=True)
+    p.add_argument("--gt", help=".ivecs ground truth; computed exactly when missing")
+    p.add_argument("--metric", choices=["l2", "ip", "cosine"], default="cosine")
+    p.add_argument("--m", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=200)
+    p.add_argument("--efs", default="16,32,64,128,256")
+    p.add_argument("-k", "--k", type=int, default=10)
+    p.add_argument("--max-queries", type=int, default=1000)
+    p.add_argument("--systems", default="hnswlib,faiss,usearch")
+    p.add_argument("--quiver-cmd", help="command that runs Quiver's side and prints JSON")
+    p.add_argument("--json", help="write all results to this file")
+    args = p.parse_args()
+    args.efs = [int(x) for x in args.efs.split(",")]
+
+    base = read_vecs(args.base, np.float32)
+    queries = read_vecs(args.queries, np.float32)[:args.max_queries]
+    if args.metric == "cosine":
+        base = base / np.linalg.norm(base, axis=1, keepdims=True)
+        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if args.gt:
+        gt = read_vecs(args.gt, np.int32)[:len(queries)]
+    else:
+        gt = exact_ground_truth(base, queries, args.metric, args.k)
+
+    runners = {"hnswlib": run_hnswlib, "faiss": run_faiss, "usearch": run_usearch}
+    report = {"machine": os.uname().machine, "cpus": os.cpu_count(), "rows": len(base),
+              "dim": base.shape[1], "queries": len(queries), "m": args.m,
+              "ef_construction": args.ef_construction, "systems": {}}
+    systems = [s for s in args.systems.split(",") if s]
+    if args.quiver_cmd:
+        systems.append("quiver")
+    for name in systems:
+        build, results = run_quiver(args) if name == "quiver" else runners[name](base, queries, gt, args)
+        report["systems"][name] = {"build_s": build, "results": results}
+        print(f"{name:8s} build {build:7.2f} s", flush=True)
+        for ef, r in results.items():
+            print(f"{'':8s} ef {ef:4d}  recall@{args.k} {r['recall']:.4f}  QPS {r['qps']:9.1f}  "
+                  f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

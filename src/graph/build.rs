@@ -1,0 +1,439 @@
+//! Parallel construction of an HNSW graph (Malkov & Yashunin, 2016/2018).
+//!
+//! Levels are drawn up front from a seeded generator (`⌊−ln U · 1/ln m⌋`), so
+//! they depend only on the seed and the row count. The first row is inserted
+//! alone and becomes the entry point; the rest are inserted in parallel with
+//! rayon. Each node's lists sit behind their own mutex, and a thread holds at
+//! most one node lock at a time (it copies a list out before computing
+//! distances from it), so inserts cannot deadlock. The entry point and top
+//! level sit behind one more lock, read once per insert and held for a whole
+//! insert only by the rare node that raises the top level (as hnswlib does),
+//! never taken while a node lock is held.
+//!
+//! On a single rayon thread rows are inserted in order and the build is
+//! deterministic; in parallel the links depend on thread timing.
+
+use super::layout::{MAX_LEVEL, MAX_M};
+use super::search::{with_visited, Cand, Rows, Visited};
+use crate::synth::SplitMix64;
+use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// How a graph is built.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphParams {
+    /// Links per node on the upper levels; level 0 keeps up to `2·m`.
+    /// Clamped to `2..=1024`. Default 16.
+    pub m: usize,
+    /// Frontier size while searching for a new node's neighbours (raised to
+    /// at least `m`). Larger builds slower and searches better. Default 200.
+    pub ef_construction: usize,
+    /// Seed of the level generator.
+    pub seed: u64,
+}
+
+impl Default for GraphParams {
+    fn default() -> Self {
+        GraphParams {
+            m: 16,
+            ef_construction: 200,
+            seed: 0x5155_4956_4552_4e53,
+        }
+    }
+}
+
+/// An HNSW graph built in memory. Persist it with [`Graph::encode`] and search
+/// it through a [`GraphView`](super::GraphView).
+#[derive(Debug, Clone)]
+pub struct Graph {
+    /// Links per node above level 0 (level 0 holds up to `2m`).
+    pub(super) m: usize,
+    /// `links[row][level]`: one list per level the row is on.
+    pub(super) links: Vec<Vec<Vec<u32>>>,
+    pub(super) entry: Option<u32>,
+    pub(super) max_level: u8,
+}
+
+impl Graph {
+    /// The node searches start from; `None` for an empty graph.
+    pub fn entry_point(&self) -> Option<u32> {
+        self.entry
+    }
+
+    /// The entry point's level, the highest in the graph.
+    pub fn max_level(&self) -> u8 {
+        self.max_level
+    }
+
+    /// Number of nodes (rows).
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Whether the graph has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// The `m` the graph was built with (after clamping).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+}
+
+/// Builds an HNSW graph over every row of `rows`, `dist` giving the distance
+/// (smaller is nearer) between two rows.
+///
+/// Uses the rayon thread pool it is called in.
+///
+/// # Panics
+///
+/// Panics if `rows` has `u32::MAX` rows or more, or if `dist` panics.
+pub fn build<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
+    rows: &R,
+    dist: &D,
+    params: &GraphParams,
+) -> Graph {
+    let n = rows.len();
+    assert!(
+        n < u32::MAX as usize,
+        "a graph holds fewer than 2^32 - 1 rows"
+    );
+    let m = params.m.clamp(2, MAX_M);
+    let levels = draw_levels(n, m, params.seed);
+    if n == 0 {
+        return Graph {
+            m,
+            links: Vec::new(),
+            entry: None,
+            max_level: 0,
+        };
+    }
+    let builder = Builder {
+        rows,
+        dist,
+        m,
+        ef: params.ef_construction.max(m),
+        nodes: levels
+            .iter()
+            .map(|&l| Mutex::new(vec![Vec::new(); usize::from(l) + 1]))
+            .collect(),
+        levels,
+        entry: Mutex::new((0, 0)),
+    };
+    *lock(&builder.entry) = (0, builder.levels[0]);
+    (1..n as u32)
+        .into_par_iter()
+        .for_each(|row| builder.insert(row));
+    let (entry, max_level) = *lock(&builder.entry);
+    Graph {
+        m,
+        links: builder
+            .nodes
+            .into_iter()
+            .map(|node| node.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .collect(),
+        entry: Some(entry),
+        max_level,
+    }
+}
+
+/// Levels for `n` rows: level `l` with probability `m^-l · (1 − 1/m)`.
+fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
+    let mult = 1.0 / (m as f64).ln();
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| {
+            let u = 1.0 - rng.next_f64(); // in (0, 1]
+            let level = (-u.ln() * mult).floor();
+            level.min(f64::from(MAX_LEVEL)) as u8
+        })
+        .collect()
+}
+
+/// Locks `m`, ignoring poisoning: a panicking insert leaves lists that are
+/// still valid (each update is a single push or a swap of the whole list).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Builder<'r, R, D> {
+    rows: &'r R,
+    dist: &'r D,
+    m: usize,
+    ef: usize,
+    levels: Vec<u8>,
+    /// Each node's lists, one per level it is on.
+    nodes: Vec<Mutex<Vec<Vec<u32>>>>,
+    /// The entry point and the top level.
+    entry: Mutex<(u32, u8)>,
+}
+
+impl<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Builder<'_, R, D> {
+    fn dist_rows(&self, a: u32, b: u32) -> f32 {
+        (self.dist)(self.rows.row(a), self.rows.row(b))
+    }
+
+    /// Copies `node`'s list at `level` into `buf` (empty if it has none).
+    fn copy_links(&self, node: u32, level: u8, buf: &mut Vec<u32>) {
+        buf.clear();
+        let lists = lock(&self.nodes[node as usize]);
+        if let Some(list) = lists.get(usize::from(level)) {
+            buf.extend_from_slice(list);
+        }
+    }
+
+    fn insert(&self, row: u32) {
+        let level = self.levels[row as usize];
+        let query = self.rows.row(row);
+        let guard = lock(&self.entry);
+        let (entry, top) = *guard;
+        // Hold the entry lock through the insert only if this node will
+        // become the new entry point.
+        let promote = if level > top {
+            Some(guard)
+        } else {
+            drop(guard);
+            None
+        };
+
+        let mut buf = Vec::with_capacity(2 * self.m + 1);
+        let mut cur = Cand {
+            d: (self.dist)(query, self.rows.row(entry)),
+            id: entry,
+        };
+        for l in (level.saturating_add(1)..=top).rev() {
+            loop {
+                let mut moved = false;
+                self.copy_links(cur.id, l, &mut buf);
+                for &n in &buf {
+                    let d = (self.dist)(query, self.rows.row(n));
+                    if d < cur.d {
+                        cur = Cand { d, id: n };
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        for l in (0..=level.min(top)).rev() {
+            let found = with_visited(self.nodes.len(), |v| {
+                self.search_level(query, cur, l, v, &mut buf)
+            });
+            let chosen = self.select(&found, self.m);
+            lock(&self.nodes[row as usize])[usize::from(l)] = chosen.iter().map(|c| c.id).collect();
+            for c in &chosen {
+                self.link_back(c.id, row, l);
+            }
+            if let Some(&nearest) = found.first() {
+                cur = nearest;
+            }
+        }
+
+        if let Some(mut guard) = promote {
+            *guard = (row, level);
+        }
+    }
+
+    /// The `ef` nodes nearest `query` at `level` reachable from `start`,
+    /// nearest first.
+    fn search_level(
+        &self,
+        query: &[f32],
+        start: Cand,
+        level: u8,
+        v: &mut Visited,
+        buf: &mut Vec<u32>,
+    ) -> Vec<Cand> {
+        v.start(self.nodes.len());
+        v.insert(start.id);
+        v.near.push(Reverse(start));
+        v.far.push(start);
+        while let Some(Reverse(c)) = v.near.pop() {
+            if v.far.len() >= self.ef && v.far.peek().is_some_and(|w| c.d > w.d) {
+                break;
+            }
+            self.copy_links(c.id, level, buf);
+            for &n in buf.iter() {
+                if !v.insert(n) {
+                    continue;
+                }
+                let d = (self.dist)(query, self.rows.row(n));
+                if v.far.len() < self.ef || v.far.peek().is_some_and(|w| d < w.d) {
+                    let cand = Cand { d, id: n };
+                    v.near.push(Reverse(cand));
+                    v.far.push(cand);
+                    if v.far.len() > self.ef {
+                        v.far.pop();
+                    }
+                }
+            }
+        }
+        let mut found: Vec<Cand> = v.far.drain().collect();
+        found.sort_unstable();
+        found
+    }
+
+    /// Malkov's neighbour-selection heuristic over `cands` (nearest first,
+    /// distances to the base node): keep a candidate only if it is nearer the
+    /// base than every candidate already kept, up to `keep` of them. This
+    /// favours links in diverse directions, which keeps clusters connected.
+    fn select(&self, cands: &[Cand], keep: usize) -> Vec<Cand> {
+        if cands.len() <= keep {
+            return cands.to_vec();
+        }
+        let mut kept: Vec<Cand> = Vec::with_capacity(keep);
+        for &c in cands {
+            if kept.len() >= keep {
+                break;
+            }
+            if kept.iter().all(|s| self.dist_rows(c.id, s.id) >= c.d) {
+                kept.push(c);
+            }
+        }
+        kept
+    }
+
+    /// Adds `row` to `node`'s list at `level`, re-pruning the list with the
+    /// heuristic if it is full.
+    fn link_back(&self, node: u32, row: u32, level: u8) {
+        let cap = if level == 0 { 2 * self.m } else { self.m };
+        let mut lists = lock(&self.nodes[node as usize]);
+        let Some(list) = lists.get_mut(usize::from(level)) else {
+            return;
+        };
+        if list.contains(&row) {
+            return;
+        }
+        if list.len() < cap {
+            list.push(row);
+            return;
+        }
+        let mut cands: Vec<Cand> = list
+            .iter()
+            .chain(std::iter::once(&row))
+            .map(|&id| Cand {
+                d: self.dist_rows(node, id),
+                id,
+            })
+            .collect();
+        cands.sort_unstable();
+        let kept = self.select(&cands, cap);
+        list.clear();
+        list.extend(kept.iter().map(|c| c.id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::search::test_support::Packed;
+    use crate::synth::clustered;
+
+    fn l2(a: &[f32], b: &[f32]) -> f32 {
+        crate::kernels::select().l2_squared(a, b)
+    }
+
+    fn rows(n: usize) -> Packed {
+        Packed {
+            data: clustered(n, 16, 8, 0.3, 21),
+            dim: 16,
+        }
+    }
+
+    #[test]
+    fn single_threaded_build_is_deterministic() {
+        let rows = rows(2000);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let params = GraphParams::default();
+        let a = pool.install(|| build(&rows, &l2, &params)).encode();
+        let b = pool.install(|| build(&rows, &l2, &params)).encode();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn levels_depend_only_on_the_seed_and_are_geometric() {
+        let a = draw_levels(100_000, 16, 1);
+        assert_eq!(a, draw_levels(100_000, 16, 1));
+        assert_ne!(a, draw_levels(100_000, 16, 2));
+        // P(level ≥ 1) = 1/m, P(level ≥ 2) = 1/m².
+        let above = |l: u8| a.iter().filter(|&&x| x >= l).count() as f64 / a.len() as f64;
+        assert!((above(1) - 1.0 / 16.0).abs() < 0.005, "{}", above(1));
+        assert!((above(2) - 1.0 / 256.0).abs() < 0.001, "{}", above(2));
+        assert!(a.iter().all(|&l| l <= MAX_LEVEL));
+    }
+
+    #[test]
+    fn lists_respect_capacity_and_link_only_nodes_on_their_level() {
+        let rows = rows(3000);
+        let params = GraphParams {
+            m: 6,
+            ..GraphParams::default()
+        };
+        let g = build(&rows, &l2, &params);
+        let top = g.links[g.entry.unwrap() as usize].len() - 1;
+        assert_eq!(top, usize::from(g.max_level()));
+        for (r, lists) in g.links.iter().enumerate() {
+            assert!(lists.len() <= top + 1);
+            for (level, list) in lists.iter().enumerate() {
+                let cap = if level == 0 { 12 } else { 6 };
+                assert!(list.len() <= cap, "node {r} level {level}: {}", list.len());
+                for &n in list {
+                    assert_ne!(n as usize, r, "self link");
+                    assert!(
+                        g.links[n as usize].len() > level,
+                        "link to a node not on level {level}"
+                    );
+                }
+                let mut sorted = list.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(sorted.len(), list.len(), "duplicate links at node {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_node_is_reachable_from_the_entry_point_at_level_0() {
+        // On one thread, so the graph (and the test's outcome) is fixed.
+        let rows = rows(5000);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let g = pool.install(|| build(&rows, &l2, &GraphParams::default()));
+        let mut seen = vec![false; g.len()];
+        let mut stack = vec![g.entry.unwrap()];
+        seen[stack[0] as usize] = true;
+        while let Some(n) = stack.pop() {
+            for &x in &g.links[n as usize][0] {
+                if !std::mem::replace(&mut seen[x as usize], true) {
+                    stack.push(x);
+                }
+            }
+        }
+        assert_eq!(seen.iter().filter(|&&s| s).count(), g.len());
+    }
+
+    #[test]
+    fn m_is_clamped_to_at_least_two() {
+        let rows = rows(50);
+        let g = build(
+            &rows,
+            &l2,
+            &GraphParams {
+                m: 0,
+                ..GraphParams::default()
+            },
+        );
+        assert_eq!(g.m(), 2);
+        assert!(g.links.iter().all(|l| l[0].len() <= 4));
+    }
+}

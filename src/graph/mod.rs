@@ -1,0 +1,45 @@
+//! An HNSW graph (Malkov & Yashunin) over the rows of a segment: built in
+//! memory in parallel, persisted as a links file, searched in place.
+//!
+//! ```text
+//!   rows: impl Rows ──► build() ──► Graph ──encode()──► bytes (links file)
+//!                          ▲                                   │
+//!                     GraphParams                   GraphView::decode()
+//!                                                              │ validated, zero-copy
+//!   query, k, ef, skip ─────────────────────────► search(&GraphView, rows, ..)
+//!                                        Visited / with_visited ┘  (scratch reused per thread)
+//! ```
+//!
+//! | file        | role |
+//! |-------------|------|
+//! | `build.rs`  | [`GraphParams`], [`Graph`], [`build`]: level draw, parallel insertion, the neighbour-selection heuristic |
+//! | `layout.rs` | the links-file byte map, [`Graph::encode`], [`GraphView::decode`] (validates everything), [`LinksError`] |
+//! | `search.rs` | [`Rows`], [`search`]: greedy descent and the level-0 best-first loop; [`Visited`], [`with_visited`] |
+//!
+//! ```
+//! use quiver::graph::{build, search, with_visited, GraphParams, GraphView, Rows};
+//!
+//! struct Packed(Vec<[f32; 2]>);
+//! impl Rows for Packed {
+//!     fn len(&self) -> usize { self.0.len() }
+//!     fn row(&self, i: u32) -> &[f32] { &self.0[i as usize] }
+//! }
+//!
+//! let rows = Packed((0..100).map(|i| [i as f32, 0.0]).collect());
+//! let k = quiver::kernels::select();
+//! let dist = |a: &[f32], b: &[f32]| k.l2_squared(a, b);
+//! let bytes = build(&rows, &dist, &GraphParams::default()).encode();
+//! let view = GraphView::decode(&bytes).expect("just encoded");
+//! let hits = with_visited(view.len(), |v| {
+//!     search(&view, &rows, &dist, &[41.8, 0.0], 2, 64, &|_| false, v)
+//! });
+//! assert_eq!(hits.iter().map(|h| h.1).collect::<Vec<_>>(), [42, 41]);
+//! ```
+
+mod build;
+mod layout;
+mod search;
+
+pub use build::{build, Graph, GraphParams};
+pub use layout::{GraphView, LinksError, LINKS_MAGIC, LINKS_VERSION};
+pub use search::{search, with_visited, Rows, Visited};
