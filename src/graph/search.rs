@@ -154,6 +154,15 @@ pub(crate) fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// Prefetches every cache line of a row: a vector spans many lines, and the
+/// distance kernel reads them all.
+#[inline(always)]
+fn prefetch_row(row: &[f32]) {
+    for line in row.chunks(16) {
+        prefetch(line.as_ptr());
+    }
+}
+
 /// Finds up to `k` rows nearest `query`, nearest first, as `(distance, row)`.
 ///
 /// `ef` (raised to at least `k`) bounds the level-0 frontier: larger is
@@ -236,11 +245,11 @@ pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
         }
         let neighbours = view.level0_neighbours(c.id);
         if let Some(&first) = neighbours.first() {
-            prefetch(rows.row(first).as_ptr());
+            prefetch_row(rows.row(first));
         }
         for (i, &n) in neighbours.iter().enumerate() {
             if let Some(&next) = neighbours.get(i + 1) {
-                prefetch(rows.row(next).as_ptr());
+                prefetch_row(rows.row(next));
                 prefetch(view.slot_ptr(next));
             }
             if !visited.insert(n) {
