@@ -160,11 +160,11 @@ impl Vfs for RealFs {
     #[allow(unsafe_code)]
     fn map(&self, path: &Path) -> io::Result<Arc<dyn Mapping>> {
         let file = std::fs::File::open(path)?;
-        // SAFETY: the mapped files are Quiver's published segment files, which are
-        // never opened for writing, truncated or modified after they are renamed into
-        // place (the contract at the top of this module and on `Database::open`).
-        // A process outside Quiver that modifies them breaks that contract, as it
-        // would for any mapped database file.
+        // The mapped files are Quiver's published files (the contract at the top of
+        // this module and on `Database::open`); a process outside Quiver that
+        // modifies them breaks it, as it would for any mapped database file.
+        // SAFETY: published files are never opened for writing, truncated or
+        // modified after they are renamed into place, so the mapping never changes.
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Arc::new(RealMapping(map)))
     }

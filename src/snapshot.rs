@@ -438,10 +438,9 @@ impl Published {
     pub(crate) fn load(&self) -> Arc<SnapshotState> {
         let guard = epoch::pin();
         let shared = self.current.load(AtomicOrdering::Acquire, &guard);
-        // SAFETY: `current` is never null (set in `new`, only ever swapped for
-        // another non-null pointer), and a pointer loaded under a pinned guard is
-        // not destroyed before the guard is dropped: `publish` retires the old one
-        // with `defer_destroy`.
+        // `current` is set in `new` and only ever swapped for another non-null
+        // pointer; `publish` retires old ones with `defer_destroy`.
+        // SAFETY: non-null, and not destroyed while `guard` is pinned.
         let state = unsafe { shared.deref() };
         Arc::clone(state)
     }

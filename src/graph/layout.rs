@@ -58,6 +58,7 @@
 //! page aligned), which `decode` checks rather than assumes.
 
 use super::build::Graph;
+use crate::format::{u32_at, u64_at};
 use bytemuck::{Pod, Zeroable};
 
 /// Magic bytes at the start of a links file (PNG-style: the high byte and the
@@ -267,18 +268,6 @@ struct LinksHeader {
 
 fn invalid<T>(what: impl Into<String>) -> Result<T, LinksError> {
     Err(LinksError::Invalid(what.into()))
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 impl LinksHeader {
