@@ -3,12 +3,14 @@
 use crate::error::{Error, Result};
 use crate::format::{self, LOCK_FILE, MANIFEST_FILE, TMP_SUFFIX};
 use crate::fs::{FileKind, LockGuard, RealFs, Vfs};
+use crate::graph::GraphParams;
 use crate::kernels::{self, Kernels};
 use crate::manifest::Manifest;
-use crate::options::{Metric, Options};
+use crate::options::{Metric, Options, Scorer};
 use crate::segment::Segment;
 use crate::snapshot::{
-    Bitset, GrowingChunk, GrowingView, Hit, Published, Record, SealedView, Snapshot, SnapshotState,
+    Bitset, GrowingChunk, GrowingView, Hit, Published, Record, SealedView, SearchParams, Snapshot,
+    SnapshotState,
 };
 use crate::writer::Writer;
 use rayon::prelude::*;
@@ -74,6 +76,21 @@ impl DbInner {
     pub(crate) fn metric(&self) -> Metric {
         self.options.metric
     }
+
+    pub(crate) fn scorer(&self) -> Scorer {
+        Scorer {
+            metric: self.options.metric,
+            kernels: self.kernels,
+        }
+    }
+
+    pub(crate) fn graph_params(&self) -> GraphParams {
+        GraphParams {
+            m: self.options.m,
+            ef_construction: self.options.ef_construction,
+            ..GraphParams::default()
+        }
+    }
 }
 
 /// Sizes and counts of a database.
@@ -92,6 +109,8 @@ pub struct Stats {
     pub growing_rows: usize,
     /// Bytes of all column files.
     pub column_bytes: u64,
+    /// Bytes of all links (graph) files.
+    pub links_bytes: u64,
     /// Bytes of the manifest file.
     pub manifest_bytes: u64,
     /// All bytes on disk.
@@ -245,6 +264,22 @@ impl Database {
         self.snapshot().search(query, k)
     }
 
+    /// A search as `params` say: `k`, `ef`, or an exact scan.
+    ///
+    /// # Errors
+    /// As [`Snapshot::search`].
+    pub fn search_with(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
+        self.snapshot().search_with(query, params)
+    }
+
+    /// Many queries in parallel; see [`Snapshot::search_batch`].
+    ///
+    /// # Errors
+    /// As [`Snapshot::search_batch`].
+    pub fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+        self.snapshot().search_batch(queries, params)
+    }
+
     /// The vector and payload stored under `id`, or `None`.
     ///
     /// # Errors
@@ -284,7 +319,8 @@ impl Database {
     /// [`Error::Io`] reading the manifest file's size.
     pub fn stats(&self) -> Result<Stats> {
         let snap = self.inner.published.load();
-        let column_bytes = snap.segments.iter().map(|s| s.segment.file_len()).sum();
+        let column_bytes = snap.segments.iter().map(|s| s.segment.column_len()).sum();
+        let links_bytes = snap.segments.iter().map(|s| s.segment.links_len()).sum();
         let manifest_bytes = self.inner.manifest.file_len()?;
         Ok(Stats {
             generation: snap.state.generation,
@@ -297,8 +333,9 @@ impl Database {
             segments: snap.segments.len(),
             growing_rows: snap.growing.live,
             column_bytes,
+            links_bytes,
             manifest_bytes,
-            bytes_on_disk: column_bytes + manifest_bytes,
+            bytes_on_disk: column_bytes + links_bytes + manifest_bytes,
         })
     }
 
@@ -367,7 +404,7 @@ fn load_snapshot(
     let live_ids: HashSet<u64> = loaded.segments.iter().map(|(id, _)| *id).collect();
     let mut removed = false;
     for name in names {
-        let orphan = match format::parse_column_file_name(name) {
+        let orphan = match format::parse_segment_file_name(name) {
             Some(id) => !live_ids.contains(&id),
             None => name.ends_with(TMP_SUFFIX),
         };
@@ -406,6 +443,10 @@ fn load_snapshot(
         segments,
         growing,
         reader: manifest.reader()?,
-        kernels,
+        scorer: Scorer {
+            metric: options.metric,
+            kernels,
+        },
+        ef_search: options.ef_search,
     })
 }

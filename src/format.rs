@@ -204,9 +204,17 @@ pub fn column_file_name(segment_id: u64) -> String {
     format!("seg-{segment_id:016x}.col")
 }
 
-/// The segment id named by a column file name, if it is one.
-pub fn parse_column_file_name(name: &str) -> Option<u64> {
-    let hex = name.strip_prefix("seg-")?.strip_suffix(".col")?;
+/// File name of a segment's links (HNSW graph) file.
+pub fn links_file_name(segment_id: u64) -> String {
+    format!("seg-{segment_id:016x}.hnsw")
+}
+
+/// The segment id named by a column or links file name, if it is one.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_prefix("seg-")?;
+    let hex = stem
+        .strip_suffix(".col")
+        .or_else(|| stem.strip_suffix(".hnsw"))?;
     if hex.len() != 16 {
         return None;
     }
@@ -291,12 +299,16 @@ mod tests {
     }
 
     #[test]
-    fn column_file_names_round_trip() {
+    fn segment_file_names_round_trip() {
         assert_eq!(
-            parse_column_file_name(&column_file_name(0xabc)),
+            parse_segment_file_name(&column_file_name(0xabc)),
             Some(0xabc)
         );
-        assert_eq!(parse_column_file_name("seg-12.col"), None);
-        assert_eq!(parse_column_file_name("quiver.redb"), None);
+        assert_eq!(
+            parse_segment_file_name(&links_file_name(0xabc)),
+            Some(0xabc)
+        );
+        assert_eq!(parse_segment_file_name("seg-12.col"), None);
+        assert_eq!(parse_segment_file_name("quiver.redb"), None);
     }
 }

@@ -60,6 +60,9 @@ pub struct ReadmeDoctests;
 pub use db::{Database, Stats};
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
-pub use options::{Metric, Options, DEFAULT_GROWING_THRESHOLD};
-pub use snapshot::{Hit, Record, Snapshot};
+pub use options::{
+    Metric, Options, DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_GROWING_THRESHOLD,
+    DEFAULT_M,
+};
+pub use snapshot::{Hit, Record, SearchParams, Snapshot};
 pub use writer::{CommitInfo, Writer, MAX_PAYLOAD};

@@ -14,7 +14,7 @@
 //! commit is Quiver's only commit point.
 
 use crate::error::{Error, Result};
-use crate::format::FORMAT_VERSION;
+use crate::format::{u32_at, u64_at, FORMAT_VERSION};
 use crate::fs::{RedbFile, Vfs, VfsFile};
 use crate::options::{Metric, Options};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -43,9 +43,11 @@ pub struct Location {
 
 /// A sealed segment's record in the `segments` table.
 ///
-/// Encoded as: version `u8` = 1, rows `u64`, vectors_crc `u32`, ids_crc `u32`
-/// (17 bytes, little-endian). The checksums must equal the column file's, which
-/// ties the file to the manifest.
+/// Encoded as 37 little-endian bytes: version `u8` = 1, rows `u64`,
+/// vectors_crc `u32`, ids_crc `u32`, then the graph: links header crc `u32`,
+/// entry point `u32` (`u32::MAX` for none), max level `u32`, m `u32`,
+/// ef_construction `u32`. The checksums must equal the files', which ties the
+/// files to the manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentMeta {
     /// Rows in the column file.
@@ -54,18 +56,45 @@ pub struct SegmentMeta {
     pub vectors_crc: u32,
     /// The column file's id checksum.
     pub ids_crc: u32,
+    /// The links file's graph.
+    pub graph: GraphMeta,
+}
+
+/// What the manifest records of a segment's graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphMeta {
+    /// crc32 of the links file's header.
+    pub header_crc: u32,
+    /// Entry point row, `u32::MAX` for an empty graph.
+    pub entry_point: u32,
+    /// Level of the entry point.
+    pub max_level: u32,
+    /// Links per node and upper level.
+    pub m: u32,
+    /// Candidate list size the graph was built with.
+    pub ef_construction: u32,
 }
 
 const SEGMENT_META_VERSION: u8 = 1;
-const SEGMENT_META_LEN: usize = 17;
+const SEGMENT_META_LEN: usize = 37;
 
 impl SegmentMeta {
     fn encode(&self) -> [u8; SEGMENT_META_LEN] {
         let mut b = [0u8; SEGMENT_META_LEN];
         b[0] = SEGMENT_META_VERSION;
         b[1..9].copy_from_slice(&self.rows.to_le_bytes());
-        b[9..13].copy_from_slice(&self.vectors_crc.to_le_bytes());
-        b[13..17].copy_from_slice(&self.ids_crc.to_le_bytes());
+        let words = [
+            self.vectors_crc,
+            self.ids_crc,
+            self.graph.header_crc,
+            self.graph.entry_point,
+            self.graph.max_level,
+            self.graph.m,
+            self.graph.ef_construction,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            b[9 + 4 * i..13 + 4 * i].copy_from_slice(&w.to_le_bytes());
+        }
         b
     }
 
@@ -81,16 +110,18 @@ impl SegmentMeta {
                 b.first()
             )));
         }
-        let mut rows = [0u8; 8];
-        rows.copy_from_slice(&b[1..9]);
-        let mut vcrc = [0u8; 4];
-        vcrc.copy_from_slice(&b[9..13]);
-        let mut icrc = [0u8; 4];
-        icrc.copy_from_slice(&b[13..17]);
+        let word = |i: usize| u32_at(b, 9 + 4 * i);
         Ok(SegmentMeta {
-            rows: u64::from_le_bytes(rows),
-            vectors_crc: u32::from_le_bytes(vcrc),
-            ids_crc: u32::from_le_bytes(icrc),
+            rows: u64_at(b, 1),
+            vectors_crc: word(0),
+            ids_crc: word(1),
+            graph: GraphMeta {
+                header_crc: word(2),
+                entry_point: word(3),
+                max_level: word(4),
+                m: word(5),
+                ef_construction: word(6),
+            },
         })
     }
 }
@@ -486,6 +517,13 @@ mod tests {
             rows: 12,
             vectors_crc: 7,
             ids_crc: 9,
+            graph: GraphMeta {
+                header_crc: 1,
+                entry_point: 2,
+                max_level: 3,
+                m: 16,
+                ef_construction: 200,
+            },
         };
         let mut b = meta.encode();
         assert_eq!(SegmentMeta::decode(&b), Ok(meta));

@@ -1,9 +1,11 @@
-//! A sealed segment: one immutable column file, mapped read-only and read in place.
+//! A sealed segment: an immutable column file and the HNSW links file beside
+//! it, both mapped read-only and read in place.
 //!
-//! A segment is written once by the writer ([`write_column_file`]): streamed
-//! through the I/O seam to a temporary name, synced, renamed to its final name,
-//! and only then named by a manifest commit. After that nobody writes to it.
-//! Its vector rows are read as `&[f32]` straight from the mapping.
+//! A segment is written once by the writer ([`write_segment`]): each file is
+//! streamed through the I/O seam to a temporary name, synced and renamed to its
+//! final name, the directory is synced, and only then does a manifest commit
+//! name the segment. After that nobody writes to it. Its vector rows are read
+//! as `&[f32]` and its links as `&[u32]` straight from the mappings.
 //!
 //! The data checksums are checked once, lazily, before the first read of the
 //! segment's rows (or at open with [`Options::verify_on_open`](crate::Options::verify_on_open)),
@@ -13,8 +15,9 @@
 use crate::error::{Error, Result};
 use crate::format::{self, ColumnHeader, HeaderError, HEADER_LEN};
 use crate::fs::{Mapping, Vfs};
-use crate::manifest::SegmentMeta;
-use crate::options::Metric;
+use crate::graph::{self, GraphParams, GraphView, LinksError, Rows};
+use crate::manifest::{GraphMeta, SegmentMeta};
+use crate::options::{Metric, Scorer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -26,8 +29,10 @@ pub struct Segment {
     path: PathBuf,
     header: ColumnHeader,
     map: Arc<dyn Mapping>,
-    /// `Ok` once the data checksums matched; the failure otherwise.
-    verified: OnceLock<std::result::Result<(), String>>,
+    links_path: PathBuf,
+    links: Arc<dyn Mapping>,
+    /// `Ok` once the data checksums and links matched; the failure otherwise.
+    verified: OnceLock<std::result::Result<(), (PathBuf, String)>>,
     /// Set when a commit removed the segment from the manifest: the file goes
     /// when the last snapshot holding the segment lets go of it.
     retired: AtomicBool,
@@ -88,11 +93,33 @@ impl Segment {
         if let Some(what) = mismatch {
             return Err(Error::corrupted(&path, what));
         }
+        let links_path = dir.join(format::links_file_name(id));
+        let links = map_named(&*vfs, &links_path)?;
+        let view = GraphView::open(links.bytes()).map_err(|e| links_error(&links_path, e))?;
+        let head = links
+            .bytes()
+            .get(..graph::LINKS_HEADER_LEN)
+            .unwrap_or_default();
+        let found = GraphMeta {
+            header_crc: crc32fast::hash(head),
+            entry_point: view.entry_point().unwrap_or(u32::MAX),
+            max_level: u32::from(view.max_level()),
+            m: view.m() as u32,
+            ef_construction: meta.graph.ef_construction,
+        };
+        if found != meta.graph || view.len() != header.rows as usize {
+            return Err(Error::corrupted(
+                &links_path,
+                "header does not match the manifest's record of the segment",
+            ));
+        }
         Ok(Segment {
             id,
             path,
             header,
             map,
+            links_path,
+            links,
             verified: OnceLock::new(),
             retired: AtomicBool::new(false),
             vfs,
@@ -110,26 +137,51 @@ impl Segment {
     }
 
     /// Bytes the column file takes.
-    pub fn file_len(&self) -> u64 {
+    pub fn column_len(&self) -> u64 {
         self.header.file_len()
     }
 
-    /// Checks the data checksums (once; later calls return the first answer).
+    /// Bytes the links file takes.
+    pub fn links_len(&self) -> u64 {
+        self.links.bytes().len() as u64
+    }
+
+    /// Checks the data checksums of both files and every link (once; later
+    /// calls return the first answer).
     pub fn verify(&self) -> Result<()> {
         let outcome = self.verified.get_or_init(|| {
             let bytes = self.map.bytes();
             let ids_at = self.header.ids_offset() as usize;
+            let column = |what: &str| Err((self.path.clone(), what.to_string()));
             if crc32fast::hash(&bytes[HEADER_LEN..ids_at]) != self.header.vectors_crc {
-                return Err("vector data checksum mismatch".into());
+                return column("vector data checksum mismatch");
             }
             if crc32fast::hash(&bytes[ids_at..]) != self.header.ids_crc {
-                return Err("id column checksum mismatch".into());
+                return column("id column checksum mismatch");
             }
-            Ok(())
+            match GraphView::open(self.links.bytes()).and_then(|v| v.verify()) {
+                Ok(()) => Ok(()),
+                Err(e) => Err((self.links_path.clone(), e.to_string())),
+            }
         });
         outcome
             .clone()
-            .map_err(|what| Error::corrupted(&self.path, what))
+            .map_err(|(file, what)| Error::corrupted(file, what))
+    }
+
+    /// The segment's graph, read in place. Call [`Segment::verify`] first.
+    pub fn graph(&self) -> Result<GraphView<'_>> {
+        GraphView::open(self.links.bytes()).map_err(|e| links_error(&self.links_path, e))
+    }
+
+    /// The rows as the graph search reads them.
+    #[inline]
+    pub fn rows_view(&self) -> SegmentRows<'_> {
+        SegmentRows {
+            vectors: self.vectors(),
+            stride: self.stride_floats(),
+            dim: self.header.dim as usize,
+        }
     }
 
     /// Marks checksums as known good: the writer just computed them from the
@@ -182,30 +234,141 @@ impl Drop for Segment {
             // A file left behind by a failed removal is named by no manifest and is
             // removed at the next open.
             let _ = self.vfs.remove(&self.path);
+            let _ = self.vfs.remove(&self.links_path);
         }
     }
 }
 
-/// Writes the column file of a new segment through the durable path: a
-/// temporary file written and synced, renamed to its final name, directory
+/// The rows of a segment being sealed, for the graph build.
+struct SealingRows<'a>(&'a [(u64, &'a [f32])]);
+
+impl Rows for SealingRows<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn row(&self, i: u32) -> &[f32] {
+        self.0[i as usize].1
+    }
+}
+
+/// A segment's rows, read in place from its column file.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentRows<'a> {
+    vectors: &'a [f32],
+    stride: usize,
+    dim: usize,
+}
+
+impl Rows for SegmentRows<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.vectors.len() / self.stride
+    }
+    #[inline]
+    fn row(&self, i: u32) -> &[f32] {
+        let start = i as usize * self.stride;
+        &self.vectors[start..start + self.dim]
+    }
+}
+
+/// Maps a file the manifest names; a missing one is damage, not an I/O error.
+fn map_named(vfs: &dyn Vfs, path: &Path) -> Result<Arc<dyn Mapping>> {
+    vfs.map(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::corrupted(path, "the manifest names this file but it is missing")
+        } else {
+            Error::io(path, e)
+        }
+    })
+}
+
+fn links_error(path: &Path, e: LinksError) -> Error {
+    match e {
+        LinksError::NewerVersion(found) => Error::UnsupportedVersion {
+            file: path.to_path_buf(),
+            found: u64::from(found),
+            supported: u64::from(graph::LINKS_VERSION),
+        },
+        LinksError::Invalid(what) => Error::corrupted(path, what),
+    }
+}
+
+/// Writes the files of a new segment through the durable path: the column
+/// file, then the graph built over the same rows as a links file, each to a
+/// temporary name, synced and renamed into place; then the directory is
 /// synced. Returns the manifest record. The caller commits the manifest.
 ///
-/// `rows` yields each row's id and vector (already normalised for cosine).
-pub fn write_column_file(
+/// `rows` holds each row's id and vector (already normalised for cosine).
+pub fn write_segment(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    id: u64,
+    dim: usize,
+    scorer: Scorer,
+    params: &GraphParams,
+    rows: &[(u64, &[f32])],
+) -> Result<SegmentMeta> {
+    let (vectors_crc, ids_crc) = write_column_file(vfs, dir, id, dim, scorer.metric, rows)?;
+    let graph = graph::build(
+        &SealingRows(rows),
+        &|a: &[f32], b: &[f32]| scorer.distance(a, b),
+        params,
+    );
+    let links = graph.encode();
+    let links_path = dir.join(format::links_file_name(id));
+    publish_file(vfs, &links_path, &[&links])?;
+    vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let head = links.get(..graph::LINKS_HEADER_LEN).unwrap_or_default();
+    Ok(SegmentMeta {
+        rows: rows.len() as u64,
+        vectors_crc,
+        ids_crc,
+        graph: GraphMeta {
+            header_crc: crc32fast::hash(head),
+            entry_point: graph.entry_point().unwrap_or(u32::MAX),
+            max_level: u32::from(graph.max_level()),
+            m: graph.m() as u32,
+            ef_construction: params.ef_construction as u32,
+        },
+    })
+}
+
+/// Writes `parts` to `<path>.tmp`, syncs it and renames it to `path`. The
+/// caller syncs the directory.
+fn publish_file(vfs: &dyn Vfs, path: &Path, parts: &[&[u8]]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let file = vfs.open(&tmp, true).map_err(|e| Error::io(&tmp, e))?;
+    file.set_len(0).map_err(|e| Error::io(&tmp, e))?;
+    let mut offset = 0u64;
+    for part in parts {
+        file.write_at(offset, part)
+            .map_err(|e| Error::io(&tmp, e))?;
+        offset += part.len() as u64;
+    }
+    file.sync().map_err(|e| Error::io(&tmp, e))?;
+    drop(file);
+    vfs.rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format::TMP_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Streams the column file of segment `id` to a temporary name, syncs it and
+/// renames it into place. Returns the vector and id checksums.
+fn write_column_file(
     vfs: &dyn Vfs,
     dir: &Path,
     id: u64,
     dim: usize,
     metric: Metric,
     rows: &[(u64, &[f32])],
-) -> Result<SegmentMeta> {
+) -> Result<(u32, u32)> {
     let stride = format::row_stride(dim);
     let final_path = dir.join(format::column_file_name(id));
-    let tmp_path = dir.join(format!(
-        "{}{}",
-        format::column_file_name(id),
-        format::TMP_SUFFIX
-    ));
+    let tmp_path = tmp_path(&final_path);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |e| Error::io(path, e)
@@ -252,12 +415,7 @@ pub fn write_column_file(
     drop(file);
     vfs.rename(&tmp_path, &final_path)
         .map_err(io(&final_path))?;
-    vfs.sync_dir(dir).map_err(io(dir))?;
-    Ok(SegmentMeta {
-        rows: header.rows,
-        vectors_crc: header.vectors_crc,
-        ids_crc: header.ids_crc,
-    })
+    Ok((header.vectors_crc, header.ids_crc))
 }
 
 #[cfg(test)]
@@ -269,13 +427,19 @@ mod tests {
         fs.create_dir_all(Path::new("/db")).unwrap();
         let a = [1.0f32, 2.0, 3.0];
         let b = [4.0f32, 5.0, 6.0];
-        write_column_file(
+        let scorer = Scorer {
+            metric: Metric::L2,
+            kernels: crate::kernels::select(),
+        };
+        let rows: [(u64, &[f32]); 2] = [(10, &a), (20, &b)];
+        write_segment(
             fs,
             Path::new("/db"),
             1,
             3,
-            Metric::L2,
-            &[(10, &a), (20, &b)],
+            scorer,
+            &GraphParams::default(),
+            &rows,
         )
         .unwrap()
     }

@@ -9,9 +9,10 @@
 //! waits for the writer.
 
 use crate::error::{Error, Result};
+use crate::graph;
 use crate::kernels::Kernels;
 use crate::manifest::{Location, Reader, State, GROWING_SEGMENT};
-use crate::options::Metric;
+use crate::options::{Metric, Scorer};
 use crate::segment::Segment;
 use crossbeam_epoch::{self as epoch, Atomic, Owned};
 use rayon::prelude::*;
@@ -36,6 +37,49 @@ pub struct Record {
     pub vector: Vec<f32>,
     /// The payload, if one was stored.
     pub payload: Option<Vec<u8>>,
+}
+
+/// How a search runs: [`Database::search_with`](crate::Database::search_with).
+///
+/// ```
+/// use quiver::SearchParams;
+/// let params = SearchParams::new(10).ef(128);
+/// assert_eq!((params.k, params.ef, params.exact), (10, Some(128), false));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchParams {
+    /// Number of results.
+    pub k: usize,
+    /// Candidate list size of the graph search (at least `k`); larger is
+    /// slower and more accurate. `None`: the database's default
+    /// ([`Options::ef_search`](crate::Options::ef_search)).
+    pub ef: Option<usize>,
+    /// Scan every row instead of searching the graphs: exact, and slow on
+    /// large data. For verification.
+    pub exact: bool,
+}
+
+impl SearchParams {
+    /// `k` results with the default `ef`, approximate.
+    pub fn new(k: usize) -> Self {
+        SearchParams {
+            k,
+            ef: None,
+            exact: false,
+        }
+    }
+
+    /// With candidate list size `ef`.
+    pub fn ef(mut self, ef: usize) -> Self {
+        self.ef = Some(ef);
+        self
+    }
+
+    /// Exact (brute-force) or approximate.
+    pub fn exact(mut self, exact: bool) -> Self {
+        self.exact = exact;
+        self
+    }
 }
 
 /// A fixed-size set of bits: the deleted rows of a sealed segment.
@@ -136,7 +180,9 @@ pub(crate) struct SnapshotState {
     pub(crate) segments: Vec<SealedView>,
     pub(crate) growing: GrowingView,
     pub(crate) reader: Reader,
-    pub(crate) kernels: &'static Kernels,
+    pub(crate) scorer: Scorer,
+    /// The `ef` of a search that names none.
+    pub(crate) ef_search: usize,
 }
 
 /// Rows scanned by one task of a parallel exact search.
@@ -158,16 +204,56 @@ impl SnapshotState {
 
     /// Checks a query and returns it ready for the kernels (unit length for cosine).
     pub(crate) fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>> {
-        prepare_vector(query, self.dim, self.metric, self.kernels)
+        prepare_vector(query, self.dim, self.metric, self.scorer.kernels)
     }
 
     #[inline]
     fn distance(&self, q: &[f32], v: &[f32]) -> f32 {
-        match self.metric {
-            Metric::L2 => self.kernels.l2_squared(q, v),
-            Metric::InnerProduct => -self.kernels.dot(q, v),
-            Metric::Cosine => 1.0 - self.kernels.dot(q, v),
+        self.scorer.distance(q, v)
+    }
+
+    /// The search `params` ask for.
+    pub(crate) fn search_with(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
+        if params.exact {
+            return self.search_exact(query, params.k);
         }
+        if params.k == 0 {
+            return Err(Error::ZeroK);
+        }
+        let q = self.prepare_query(query)?;
+        let ef = params.ef.unwrap_or(self.ef_search).max(params.k);
+        let mut top = TopK::new(params.k);
+        for s in &self.segments {
+            self.search_sealed(s, &q, params.k, ef, &mut top)?;
+        }
+        self.scan_growing(&q, &mut top);
+        Ok(top.into_sorted())
+    }
+
+    /// Graph search of one sealed segment; deleted rows are walked through but
+    /// never returned.
+    fn search_sealed(
+        &self,
+        s: &SealedView,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        top: &mut TopK,
+    ) -> Result<()> {
+        let seg = &s.segment;
+        seg.verify()?;
+        let graph = seg.graph()?;
+        let rows = seg.rows_view();
+        let ids = seg.ids();
+        let dist = |a: &[f32], b: &[f32]| self.scorer.distance(a, b);
+        let skip = |row: u32| s.deleted.contains(row as usize);
+        let hits = graph::with_visited(graph.len(), |visited| {
+            graph::search(&graph, &rows, &dist, q, k, ef, &skip, visited)
+        });
+        for (d, row) in hits {
+            top.push(d, ids[row as usize]);
+        }
+        Ok(())
     }
 
     /// Exact k-nearest search over every live row.
@@ -392,14 +478,44 @@ impl Snapshot {
         self.len() == 0
     }
 
-    /// The `k` nearest live vectors to `query`, nearest first.
+    /// The `k` nearest live vectors to `query`, nearest first, by HNSW search
+    /// of the sealed segments (at the database's default `ef`) and an exact
+    /// scan of the growing segment.
     ///
     /// # Errors
     /// [`Error::ZeroK`], [`Error::Dimension`], [`Error::NonFinite`],
     /// [`Error::ZeroVector`] (cosine), or [`Error::Corrupted`] if a file it
     /// reads fails its checksum.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        self.state.search_exact(query, k)
+        self.state.search_with(query, &SearchParams::new(k))
+    }
+
+    /// A search as `params` say: `k`, `ef`, or an exact scan.
+    ///
+    /// # Errors
+    /// As [`Snapshot::search`].
+    pub fn search_with(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
+        self.state.search_with(query, params)
+    }
+
+    /// Runs many queries in parallel (rayon). `queries` holds them back to
+    /// back, `dim` values each; the results come in the same order.
+    ///
+    /// # Errors
+    /// As [`Snapshot::search`]; [`Error::Dimension`] if `queries` is not a
+    /// whole number of vectors. The first failing query's error is returned.
+    pub fn search_batch(&self, queries: &[f32], params: &SearchParams) -> Result<Vec<Vec<Hit>>> {
+        let dim = self.state.dim;
+        if !queries.len().is_multiple_of(dim) {
+            return Err(Error::Dimension {
+                expected: dim,
+                got: queries.len() % dim,
+            });
+        }
+        queries
+            .par_chunks(dim)
+            .map(|q| self.state.search_with(q, params))
+            .collect()
     }
 
     /// The vector and payload stored under `id`, or `None`.

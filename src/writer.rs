@@ -361,7 +361,15 @@ fn plan_commit(
             .collect();
         let id = state.next_segment_id;
         state.next_segment_id += 1;
-        let meta = segment::write_column_file(&*db.vfs, &db.dir, id, dim, db.metric(), &rows)?;
+        let meta = segment::write_segment(
+            &*db.vfs,
+            &db.dir,
+            id,
+            dim,
+            db.scorer(),
+            &db.graph_params(),
+            &rows,
+        )?;
         let seg = Segment::open(db.vfs.clone(), &db.dir, id, &meta, dim, db.metric())?;
         seg.mark_verified();
         plan.sealed_ids = rows.iter().map(|r| r.0).collect();
@@ -491,7 +499,8 @@ impl Plan {
             segments,
             growing,
             reader,
-            kernels: base.kernels,
+            scorer: base.scorer,
+            ef_search: base.ef_search,
         }
     }
 }

@@ -455,5 +455,10 @@ fn stats_count_rows_segments_and_bytes() {
     );
     assert_eq!(s.column_bytes, 64 + 12 * 64 + 12 * 8);
     assert!(s.manifest_bytes > 0);
-    assert_eq!(s.bytes_on_disk, s.column_bytes + s.manifest_bytes);
+    // A 128-byte header and one 192-byte level-0 slot per row at m = 16.
+    assert!(s.links_bytes >= 128 + 12 * 192);
+    assert_eq!(
+        s.bytes_on_disk,
+        s.column_bytes + s.links_bytes + s.manifest_bytes
+    );
 }

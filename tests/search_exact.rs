@@ -4,7 +4,7 @@
 mod common;
 
 use common::{brute_force, Rng};
-use quiver::{Database, Metric, Options};
+use quiver::{Database, Metric, Options, SearchParams};
 use std::collections::BTreeMap;
 
 fn check_against_reference(metric: Metric, dim: usize, rows: usize, threshold: usize, seed: u64) {
@@ -45,7 +45,9 @@ fn check_against_reference(metric: Metric, dim: usize, rows: usize, threshold: u
     for _ in 0..20 {
         let q = rng.vector(dim);
         let k = 10;
-        let got = db.search(&q, k).unwrap();
+        let got = db
+            .search_with(&q, &SearchParams::new(k).exact(true))
+            .unwrap();
         let want = brute_force(metric, &reference, &q, k);
         let got_ids: Vec<u64> = got.iter().map(|h| h.id).collect();
         let want_ids: Vec<u64> = want.iter().map(|w| w.0).collect();

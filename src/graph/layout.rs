@@ -387,7 +387,8 @@ impl LinksHeader {
 
 /// A graph read in place from its encoded bytes (a mapped links file).
 ///
-/// Obtained only through [`GraphView::decode`], so every link in it is known
+/// Obtained through [`GraphView::decode`], or [`GraphView::open`] followed by
+/// [`GraphView::verify`] before searching, so that every link in it is known
 /// to name a node of the graph and every list to fit its slot.
 #[derive(Debug, Clone, Copy)]
 pub struct GraphView<'a> {
@@ -400,6 +401,9 @@ pub struct GraphView<'a> {
     level0: &'a [u32],
     upper_index: &'a [UpperEntry],
     upper_links: &'a [u32],
+    /// The whole file and its header, for [`GraphView::verify`].
+    bytes: &'a [u8],
+    header: LinksHeader,
 }
 
 /// Returns `bytes[off..off + len]` as a region named `what`.
@@ -424,14 +428,8 @@ fn cast<'a, T: Pod>(bytes: &'a [u8], what: &str) -> Result<&'a [T], LinksError> 
 }
 
 impl<'a> GraphView<'a> {
-    /// Validates `bytes` as a links file and returns a view reading it in place.
-    ///
-    /// Checks, before any cast: magic, version, header checksum, that every
-    /// offset and length agrees with the header's counts and the buffer is
-    /// exactly as long as the header says, that padding is zero, the region
-    /// checksums, and alignment; then that every list fits its capacity, every
-    /// neighbour is a node of the graph, every upper-level neighbour exists on
-    /// that level, and the entry point is a node on the top level.
+    /// Validates `bytes` as a links file and returns a view reading it in place:
+    /// [`GraphView::open`] followed by [`GraphView::verify`].
     ///
     /// # Errors
     ///
@@ -439,32 +437,28 @@ impl<'a> GraphView<'a> {
     /// [`LinksError::Invalid`] for anything else wrong, including a buffer not
     /// aligned to 8 bytes. Never panics.
     pub fn decode(bytes: &'a [u8]) -> Result<GraphView<'a>, LinksError> {
+        let view = GraphView::open(bytes)?;
+        view.verify()?;
+        Ok(view)
+    }
+
+    /// Checks the header and the file's shape (magic, version, header
+    /// checksum, that every offset and length agrees with the header's counts,
+    /// the exact length, alignment) and returns a view; reads nothing past the
+    /// header. Costs the same for any graph size.
+    ///
+    /// The links themselves are not checked: call [`GraphView::verify`] before
+    /// the first search of a view whose bytes came from outside this process.
+    ///
+    /// # Errors
+    ///
+    /// As [`GraphView::decode`].
+    pub fn open(bytes: &'a [u8]) -> Result<GraphView<'a>, LinksError> {
         let h = LinksHeader::decode(bytes)?;
         let level0 = region(bytes, h.level0, "level-0")?;
         let index = region(bytes, h.upper_index, "upper index")?;
         let links = region(bytes, h.upper_links, "upper links")?;
-        let gaps = [
-            (h.level0.0 + h.level0.1, h.upper_index.0),
-            (h.upper_index.0 + h.upper_index.1, h.upper_links.0),
-        ];
-        for (from, to) in gaps {
-            if bytes
-                .get(from..to)
-                .is_none_or(|p| p.iter().any(|&x| x != 0))
-            {
-                return invalid("padding between regions is not zero");
-            }
-        }
-        for (r, want, what) in [
-            (level0, h.level0_crc, "level-0"),
-            (index, h.upper_index_crc, "upper index"),
-            (links, h.upper_links_crc, "upper links"),
-        ] {
-            if crc32fast::hash(r) != want {
-                return invalid(format!("{what} region checksum mismatch"));
-            }
-        }
-        let view = GraphView {
+        Ok(GraphView {
             m: h.m,
             nodes: h.nodes,
             entry: h.entry,
@@ -473,10 +467,57 @@ impl<'a> GraphView<'a> {
             level0: cast(level0, "level-0")?,
             upper_index: cast(index, "upper index")?,
             upper_links: cast(links, "upper links")?,
-        };
-        view.check_level0()?;
-        view.check_upper(h.upper_nodes)?;
-        Ok(view)
+            bytes,
+            header: h,
+        })
+    }
+
+    /// Checks everything [`GraphView::open`] does not: zero padding, the region
+    /// checksums, that every list fits its capacity, every neighbour is a node
+    /// of the graph, every upper-level neighbour exists on that level, and the
+    /// entry point is on the top level. Reads the whole file.
+    ///
+    /// # Errors
+    ///
+    /// [`LinksError::Invalid`] naming the first check that failed.
+    pub fn verify(&self) -> Result<(), LinksError> {
+        let h = &self.header;
+        let gaps = [
+            (h.level0.0 + h.level0.1, h.upper_index.0),
+            (h.upper_index.0 + h.upper_index.1, h.upper_links.0),
+        ];
+        for (from, to) in gaps {
+            if self
+                .bytes
+                .get(from..to)
+                .is_none_or(|p| p.iter().any(|&x| x != 0))
+            {
+                return invalid("padding between regions is not zero");
+            }
+        }
+        for (r, want, what) in [
+            (
+                bytemuck::cast_slice::<u32, u8>(self.level0),
+                h.level0_crc,
+                "level-0",
+            ),
+            (
+                bytemuck::cast_slice(self.upper_index),
+                h.upper_index_crc,
+                "upper index",
+            ),
+            (
+                bytemuck::cast_slice(self.upper_links),
+                h.upper_links_crc,
+                "upper links",
+            ),
+        ] {
+            if crc32fast::hash(r) != want {
+                return invalid(format!("{what} region checksum mismatch"));
+            }
+        }
+        self.check_level0()?;
+        self.check_upper(h.upper_nodes)
     }
 
     fn check_level0(&self) -> Result<(), LinksError> {

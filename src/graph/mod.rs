@@ -41,5 +41,5 @@ mod layout;
 mod search;
 
 pub use build::{build, Graph, GraphParams};
-pub use layout::{GraphView, LinksError, LINKS_MAGIC, LINKS_VERSION};
+pub use layout::{GraphView, LinksError, LINKS_HEADER_LEN, LINKS_MAGIC, LINKS_VERSION};
 pub use search::{search, with_visited, Rows, Visited};
