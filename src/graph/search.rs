@@ -76,8 +76,6 @@ pub struct Visited {
     pub(crate) near: BinaryHeap<Reverse<Cand>>,
     /// The `ef` best seen (farthest on top).
     pub(crate) far: BinaryHeap<Cand>,
-    /// The `k` best results (farthest on top).
-    pub(crate) results: BinaryHeap<Cand>,
 }
 
 impl Visited {
@@ -106,7 +104,6 @@ impl Visited {
         }
         self.near.clear();
         self.far.clear();
-        self.results.clear();
     }
 
     /// Marks `node` visited; returns whether it was not visited before.
@@ -224,19 +221,19 @@ pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
         }
     }
 
-    // Best-first search at level 0. `far` holds the `ef` nearest nodes seen,
-    // skipped or not, and bounds the walk; `results` the `k` nearest rows
-    // that may be returned.
+    // Best-first search at level 0, as hnswlib does it with deletions:
+    // `near` holds the nodes still to expand, skipped or not, so the walk goes
+    // through deleted rows; `far` holds the `ef` nearest rows that may be
+    // returned, and its worst bounds the walk. Skipped rows never use up `ef`.
     let ef = ef.max(k);
     visited.start(view.len());
     visited.insert(cur.id);
     visited.near.push(Reverse(cur));
-    visited.far.push(cur);
     if !skip(cur.id) {
-        visited.results.push(cur);
+        visited.far.push(cur);
     }
     let bound = |v: &Visited| match v.far.peek() {
-        Some(worst) if v.far.len() >= ef && v.results.len() >= k => worst.d,
+        Some(worst) if v.far.len() >= ef => worst.d,
         _ => f32::INFINITY,
     };
     while let Some(Reverse(c)) = visited.near.pop() {
@@ -256,26 +253,22 @@ pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
                 continue;
             }
             let d = dist(query, rows.row(n));
-            let cand = Cand { d, id: n };
-            if d < bound(visited) || visited.far.len() < ef {
+            if d < bound(visited) {
+                let cand = Cand { d, id: n };
                 visited.near.push(Reverse(cand));
-                visited.far.push(cand);
-                if visited.far.len() > ef {
-                    visited.far.pop();
-                }
-            }
-            if !skip(n) {
-                let better = visited.results.peek().is_none_or(|w| cand < *w);
-                if visited.results.len() < k || better {
-                    visited.results.push(cand);
-                    if visited.results.len() > k {
-                        visited.results.pop();
+                if !skip(n) {
+                    visited.far.push(cand);
+                    if visited.far.len() > ef {
+                        visited.far.pop();
                     }
                 }
             }
         }
     }
-    let mut out: Vec<Cand> = visited.results.drain().collect();
+    while visited.far.len() > k {
+        visited.far.pop();
+    }
+    let mut out: Vec<Cand> = visited.far.drain().collect();
     out.sort_unstable();
     out.into_iter().map(|c| (c.d, c.id)).collect()
 }

@@ -67,3 +67,33 @@ pub fn brute_force(
     all.truncate(k);
     all
 }
+
+/// Reads an .fvecs file: (dimension, every vector back to back).
+pub fn read_fvecs(path: &std::path::Path) -> (usize, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let dim = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let mut out = Vec::new();
+    for row in bytes.chunks_exact(4 + dim * 4) {
+        out.extend(
+            row[4..]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap())),
+        );
+    }
+    (dim, out)
+}
+
+/// Reads an .ivecs file: one row of i32 per line.
+pub fn read_ivecs(path: &std::path::Path) -> Vec<Vec<i32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let dim = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    bytes
+        .chunks_exact(4 + dim * 4)
+        .map(|row| {
+            row[4..]
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        })
+        .collect()
+}
