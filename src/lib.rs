@@ -46,6 +46,7 @@ pub mod fs;
 pub mod graph;
 pub mod kernels;
 mod manifest;
+mod merge;
 mod options;
 mod segment;
 mod snapshot;
@@ -60,6 +61,7 @@ pub struct ReadmeDoctests;
 pub use db::{Database, Stats};
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
+pub use merge::MERGE_FACTOR;
 pub use options::{
     Metric, Options, DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_GROWING_THRESHOLD,
     DEFAULT_M,

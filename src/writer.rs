@@ -15,6 +15,7 @@
 use crate::db::DbInner;
 use crate::error::{Error, Result};
 use crate::manifest::{Location, SegmentMeta, State, Update, GROWING_SEGMENT};
+use crate::merge;
 use crate::segment::{self, Segment};
 use crate::snapshot::{
     prepare_vector, Bitset, GrowingChunk, GrowingView, SealedView, SnapshotState,
@@ -55,8 +56,12 @@ pub struct CommitInfo {
     pub deleted: usize,
     /// The column file sealed by this commit, if any: (segment id, rows).
     pub sealed: Option<(u64, usize)>,
-    /// Segments retired because every row in them was deleted or replaced.
+    /// Segments retired because every row in them was deleted or replaced,
+    /// or because they were merged into the sealed segment.
     pub retired_segments: usize,
+    /// Segments merged into the sealed segment by the tiered merge policy
+    /// (see [`MERGE_FACTOR`](crate::MERGE_FACTOR)).
+    pub merged_segments: usize,
 }
 
 /// The database's one writer. Get it with [`Database::writer`](crate::Database::writer).
@@ -212,6 +217,7 @@ impl Writer {
                 deleted: 0,
                 sealed: None,
                 retired_segments: 0,
+                merged_segments: 0,
             });
         }
         match self.commit_staged(&base) {
@@ -259,6 +265,7 @@ impl Writer {
             deleted,
             sealed: plan.sealed.as_ref().map(|(s, _)| (s.id(), s.rows())),
             retired_segments: plan.retired.len(),
+            merged_segments: plan.merged,
         };
         let state = plan.into_snapshot(base, &upserts, reader);
         db.published.publish(Arc::new(state));
@@ -298,6 +305,8 @@ struct Plan {
     sealed_ids: Vec<u64>,
     /// First growing row of the staged upserts, when they go to the growing segment.
     first_growing_row: u64,
+    /// Segments folded into the sealed one (also listed in `retired`).
+    merged: usize,
 }
 
 fn plan_commit(
@@ -349,16 +358,44 @@ fn plan_commit(
         sealed: None,
         sealed_ids: Vec::new(),
         first_growing_row: state.next_growing_row,
+        merged: 0,
     };
     if growing_after >= db.options.growing_threshold {
         let gone: HashSet<u64> = plan.growing_removed.iter().copied().collect();
-        let rows: Vec<(u64, &[f32])> = base
+        let new_rows: Vec<(u64, &[f32])> = base
             .growing
             .live_rows(dim)
             .filter(|(row, _, _)| !gone.contains(row))
             .map(|(_, id, v)| (id, v))
             .chain(upserts.iter().map(|u| (u.id, u.vector)))
             .collect();
+        // Segments that fill a tier with the new one are folded into it.
+        let existing: Vec<(u64, usize)> = base
+            .segments
+            .iter()
+            .filter(|s| !plan.retired.contains(&s.segment.id()))
+            .map(|s| {
+                let id = s.segment.id();
+                (id, s.live - plan.tombstones.get(&id).map_or(0, Vec::len))
+            })
+            .collect();
+        let chosen = merge::choose(&existing, new_rows.len(), db.options.growing_threshold);
+        let views: Vec<&SealedView> = base
+            .segments
+            .iter()
+            .filter(|s| chosen.contains(&s.segment.id()))
+            .collect();
+        let dropped: HashSet<(u64, u64)> = chosen
+            .iter()
+            .flat_map(|&s| {
+                let rows = plan.tombstones.remove(&s).unwrap_or_default();
+                rows.into_iter().map(move |r| (s, r))
+            })
+            .collect();
+        let mut rows = merge::live_rows(&views, &dropped)?;
+        rows.extend(new_rows);
+        plan.merged = chosen.len();
+        plan.retired.extend(chosen);
         let id = state.next_segment_id;
         state.next_segment_id += 1;
         let meta = segment::write_segment(
