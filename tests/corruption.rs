@@ -165,3 +165,47 @@ fn truncated_manifest_is_refused() {
         other => panic!("expected the manifest to be refused, got {other:?}"),
     }
 }
+
+#[test]
+fn every_flipped_links_header_byte_is_refused_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    let links = tmp.path().join("seg-0000000000000001.hnsw");
+    let good = std::fs::read(&links).unwrap();
+    for at in 0..128 {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        std::fs::write(&links, &bad).unwrap();
+        match Database::open(tmp.path(), options()) {
+            Err(Error::Corrupted { file, .. }) | Err(Error::UnsupportedVersion { file, .. }) => {
+                assert_eq!(file, links, "byte {at}")
+            }
+            other => panic!("flip at links header byte {at}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn flipped_links_byte_is_never_searched() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    let links = tmp.path().join("seg-0000000000000001.hnsw");
+    flip(&links, 128 + 4);
+    let db = Database::open(tmp.path(), options()).unwrap();
+    assert_corrupted_naming(db.search(&[0.0; 4], 3), &links);
+    assert_corrupted_naming(db.verify(), &links);
+    drop(db);
+    assert_corrupted_naming(
+        Database::open(tmp.path(), options().verify_on_open(true)).map(drop),
+        &links,
+    );
+}
+
+#[test]
+fn missing_links_file_is_reported_as_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    let links = tmp.path().join("seg-0000000000000001.hnsw");
+    std::fs::remove_file(&links).unwrap();
+    assert_corrupted_naming(Database::open(tmp.path(), options()), &links);
+}
