@@ -41,11 +41,28 @@ impl SplitMix64 {
 /// Centres are uniform in [-1, 1); each vector is a centre plus Gaussian noise
 /// of standard deviation `spread`. Deterministic in `seed`.
 pub fn clustered(n: usize, dim: usize, clusters: usize, spread: f32, seed: u64) -> Vec<f32> {
+    clustered_queries(n, dim, clusters, spread, seed, seed)
+}
+
+/// `n` vectors around the same centres as [`clustered`] with `seed` draws,
+/// but with their own noise and cluster choices from `noise_seed`: queries
+/// that come from the data's distribution without being data points.
+pub fn clustered_queries(
+    n: usize,
+    dim: usize,
+    clusters: usize,
+    spread: f32,
+    seed: u64,
+    noise_seed: u64,
+) -> Vec<f32> {
     let mut rng = SplitMix64::new(seed);
     let clusters = clusters.max(1);
     let centres: Vec<f32> = (0..clusters * dim)
         .map(|_| (rng.next_f64() * 2.0 - 1.0) as f32)
         .collect();
+    if noise_seed != seed {
+        rng = SplitMix64::new(noise_seed);
+    }
     let mut out = Vec::with_capacity(n * dim);
     for _ in 0..n {
         let c = (rng.next_u64() % clusters as u64) as usize;
