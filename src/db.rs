@@ -27,8 +27,8 @@ use std::sync::Arc;
 /// last clone is dropped.
 ///
 /// # Memory-mapped files
-/// Column files are mapped read-only and read in place. Quiver never modifies a
-/// column file after it is published (it only writes new files and removes
+/// Column and links files are mapped read-only and read in place. Quiver never
+/// modifies a segment file after it is published (it only writes new files and removes
 /// retired ones), so the mappings never change under a reader. Another program
 /// that writes to or truncates these files while the database is open breaks
 /// that contract; the directory lock keeps other Quiver processes out.
@@ -339,7 +339,8 @@ impl Database {
         })
     }
 
-    /// Checks the data checksums of every column file now, in parallel.
+    /// Checks the data checksums of every column and links file, and every
+    /// graph link, now, in parallel.
     ///
     /// # Errors
     /// [`Error::Corrupted`] naming the first damaged file found.

@@ -67,6 +67,15 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A commit would seal more rows into one segment than a graph addresses.
+    #[error("a segment holds at most {limit} rows; this commit would seal {rows}: commit in smaller batches")]
+    SegmentTooLarge {
+        /// Rows the segment would hold.
+        rows: usize,
+        /// The most a segment holds.
+        limit: usize,
+    },
+
     /// The options passed to [`Options::new`](crate::Options::new) are unusable.
     #[error("invalid options: {what}")]
     InvalidOptions {

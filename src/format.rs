@@ -215,7 +215,7 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     let hex = stem
         .strip_suffix(".col")
         .or_else(|| stem.strip_suffix(".hnsw"))?;
-    if hex.len() != 16 {
+    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     u64::from_str_radix(hex, 16).ok()
@@ -310,5 +310,7 @@ mod tests {
         );
         assert_eq!(parse_segment_file_name("seg-12.col"), None);
         assert_eq!(parse_segment_file_name("quiver.redb"), None);
+        assert_eq!(parse_segment_file_name("seg-+000000000000002.col"), None);
+        assert_eq!(parse_segment_file_name("seg-000000000000000A.col"), None);
     }
 }

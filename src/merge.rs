@@ -9,7 +9,7 @@
 //! holds at most `MERGE_FACTOR − 1` segments per tier, a logarithmic number
 //! overall, and each row is rewritten about log(rows / threshold) times.
 //!
-//! The same row gathering serves the offline compaction tool.
+//! The row gathering ([`live_rows`]) is the piece an offline compaction reuses.
 
 use crate::error::Result;
 use crate::snapshot::SealedView;

@@ -96,12 +96,8 @@ impl Segment {
         let links_path = dir.join(format::links_file_name(id));
         let links = map_named(&*vfs, &links_path)?;
         let view = GraphView::open(links.bytes()).map_err(|e| links_error(&links_path, e))?;
-        let head = links
-            .bytes()
-            .get(..graph::LINKS_HEADER_LEN)
-            .unwrap_or_default();
         let found = GraphMeta {
-            header_crc: crc32fast::hash(head),
+            header_crc: links_header_crc(links.bytes()),
             entry_point: view.entry_point().unwrap_or(u32::MAX),
             max_level: u32::from(view.max_level()),
             m: view.m() as u32,
@@ -282,6 +278,12 @@ fn map_named(vfs: &dyn Vfs, path: &Path) -> Result<Arc<dyn Mapping>> {
     })
 }
 
+/// crc32 of the links header before its own checksum field: what the
+/// manifest record keeps to tie the file to the segment.
+fn links_header_crc(links: &[u8]) -> u32 {
+    crc32fast::hash(links.get(..graph::LINKS_HEADER_LEN - 4).unwrap_or_default())
+}
+
 fn links_error(path: &Path, e: LinksError) -> Error {
     match e {
         LinksError::NewerVersion(found) => Error::UnsupportedVersion {
@@ -308,6 +310,12 @@ pub fn write_segment(
     params: &GraphParams,
     rows: &[(u64, &[f32])],
 ) -> Result<SegmentMeta> {
+    if rows.len() >= u32::MAX as usize {
+        return Err(Error::SegmentTooLarge {
+            rows: rows.len(),
+            limit: u32::MAX as usize - 1,
+        });
+    }
     let (vectors_crc, ids_crc) = write_column_file(vfs, dir, id, dim, scorer.metric, rows)?;
     let graph = graph::build(
         &SealingRows(rows),
@@ -318,17 +326,16 @@ pub fn write_segment(
     let links_path = dir.join(format::links_file_name(id));
     publish_file(vfs, &links_path, &[&links])?;
     vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
-    let head = links.get(..graph::LINKS_HEADER_LEN).unwrap_or_default();
     Ok(SegmentMeta {
         rows: rows.len() as u64,
         vectors_crc,
         ids_crc,
         graph: GraphMeta {
-            header_crc: crc32fast::hash(head),
+            header_crc: links_header_crc(&links),
             entry_point: graph.entry_point().unwrap_or(u32::MAX),
             max_level: u32::from(graph.max_level()),
             m: graph.m() as u32,
-            ef_construction: params.ef_construction as u32,
+            ef_construction: params.ef_construction.max(graph.m()) as u32,
         },
     })
 }

@@ -3,9 +3,12 @@
 //! A commit runs in one redb write transaction:
 //!
 //! 1. look up where every staged id lives now;
-//! 2. if the growing segment would reach the threshold, write its live rows and
-//!    the staged rows to a new column file (temporary name, sync, rename, sync
-//!    the directory) — otherwise add the staged rows to the growing segment's table;
+//! 2. if the growing segment would reach the threshold, seal its live rows and
+//!    the staged rows — with the live rows of any segments the tiered merge
+//!    policy folds in — into a new segment: its column file and the HNSW links
+//!    file built over the same rows (each to a temporary name, synced, renamed),
+//!    then sync the directory; otherwise add the staged rows to the growing
+//!    segment's table;
 //! 3. record ids, tombstones, payloads and the new generation, and commit redb.
 //!
 //! Step 3's redb commit is the commit point: a crash before it leaves at most
