@@ -145,11 +145,16 @@ impl Graph {
     /// The level-0 nodes reachable from the entry point.
     fn reachable(&self) -> Vec<bool> {
         let mut seen = vec![false; self.links.len()];
-        let Some(entry) = self.entry else {
-            return seen;
-        };
-        let mut stack = vec![entry];
-        seen[entry as usize] = true;
+        if let Some(entry) = self.entry {
+            self.mark_reachable(entry, &mut seen);
+        }
+        seen
+    }
+
+    /// Marks `from` and every node reachable from it at level 0.
+    fn mark_reachable(&self, from: u32, seen: &mut [bool]) {
+        let mut stack = vec![from];
+        seen[from as usize] = true;
         while let Some(n) = stack.pop() {
             for &x in &self.links[n as usize][0] {
                 if !std::mem::replace(&mut seen[x as usize], true) {
@@ -157,7 +162,6 @@ impl Graph {
                 }
             }
         }
-        seen
     }
 
     /// Pruning reverse links can leave a node that no level-0 list names, so
@@ -207,6 +211,9 @@ impl Graph {
                 };
                 let from_v = |x: &u32| dist(rows.row(v), rows.row(*x));
                 let list = &mut self.links[v as usize][0];
+                if list.contains(&u) {
+                    continue;
+                }
                 if list.len() >= cap {
                     let victim = (0..list.len())
                         .filter(|&i| in_degree[list[i] as usize] > 1)
@@ -218,7 +225,9 @@ impl Graph {
                     list.push(u);
                 }
                 in_degree[u as usize] += 1;
-                seen[u as usize] = true;
+                // Everything u leads to is reachable now too, so no later
+                // node gets a link it already has.
+                self.mark_reachable(u, &mut seen);
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use quiver::{synth, Database, Metric, Options};
+use quiver::{synth, Database, Metric, Options, SearchParams};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -76,7 +76,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     bar.finish_and_clear();
     let load = t.elapsed();
     println!(
-        "  loaded {} rows in {} commits        {} ({:.0} rows/s)",
+        "  loaded {} rows in {} commits (HNSW built per segment) {} ({:.0} rows/s)",
         args.rows,
         commits,
         secs(load),
@@ -109,24 +109,40 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             (row as u64, q)
         })
         .collect();
-    let search_all = |db: &Database| -> Result<(Duration, usize, Vec<Vec<u64>>), quiver::Error> {
+    let search_all = |db: &Database,
+                      params: &SearchParams|
+     -> Result<(Duration, usize, Vec<Vec<u64>>), quiver::Error> {
         let t = Instant::now();
         let mut found = 0;
         let mut results = Vec::new();
         for (row, q) in &queries {
-            let hits = db.search(q, 10)?;
+            let hits = db.search_with(q, params)?;
             found += usize::from(hits.first().map(|h| h.id) == Some(*row));
             results.push(hits.iter().map(|h| h.id).collect());
         }
         Ok((t.elapsed(), found, results))
     };
-    let (took, found, before) = search_all(&db)?;
+    let hnsw = SearchParams::new(10);
+    let (took, found, before) = search_all(&db, &hnsw)?;
     println!(
-        "  {} exact k=10 searches               {} ({:.0} queries/s), source row first in {found}/{}",
+        "  {} HNSW k=10 searches                {} ({:.0} queries/s), source row first in {found}/{}",
         queries.len(),
         secs(took),
         queries.len() as f64 / took.as_secs_f64(),
         queries.len()
+    );
+    let (took, _, exact) = search_all(&db, &SearchParams::new(10).exact(true))?;
+    let agree: usize = before
+        .iter()
+        .zip(&exact)
+        .map(|(a, e)| a.iter().filter(|id| e.contains(id)).count())
+        .sum();
+    println!(
+        "  {} exact k=10 searches               {} ({:.0} queries/s), HNSW recall@10 {:.3}",
+        queries.len(),
+        secs(took),
+        queries.len() as f64 / took.as_secs_f64(),
+        agree as f64 / (10 * queries.len()) as f64
     );
     let stats = db.stats()?;
     drop(db);
@@ -144,7 +160,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     db.verify()?;
     println!("  verified every checksum            {}", secs(t.elapsed()));
-    let (took, _, after) = search_all(&db)?;
+    let (took, _, after) = search_all(&db, &hnsw)?;
     if after != before {
         return Err("results after reopening differ from results before".into());
     }
