@@ -170,9 +170,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         secs(took)
     );
     println!(
-        "  on disk: {:.1} MiB ({:.1} MiB column files, {:.1} MiB manifest)",
+        "  on disk: {:.1} MiB ({:.1} MiB column files, {:.1} MiB graphs, {:.1} MiB manifest)",
         stats.bytes_on_disk as f64 / 1048576.0,
         stats.column_bytes as f64 / 1048576.0,
+        stats.links_bytes as f64 / 1048576.0,
         stats.manifest_bytes as f64 / 1048576.0
     );
     drop(db);
