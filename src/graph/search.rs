@@ -76,6 +76,8 @@ pub struct Visited {
     pub(crate) near: BinaryHeap<Reverse<Cand>>,
     /// The `ef` best seen (farthest on top).
     pub(crate) far: BinaryHeap<Cand>,
+    /// The unvisited neighbours of the node being expanded.
+    fresh: Vec<u32>,
 }
 
 impl Visited {
@@ -240,17 +242,23 @@ pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
         if c.d > bound(visited) {
             break;
         }
-        let neighbours = view.level0_neighbours(c.id);
-        if let Some(&first) = neighbours.first() {
+        // Take the unvisited neighbours first, so that prefetches go only to
+        // rows whose distance will be computed.
+        let mut fresh = std::mem::take(&mut visited.fresh);
+        fresh.clear();
+        fresh.extend(
+            view.level0_neighbours(c.id)
+                .iter()
+                .copied()
+                .filter(|&n| visited.insert(n)),
+        );
+        if let Some(&first) = fresh.first() {
             prefetch_row(rows.row(first));
         }
-        for (i, &n) in neighbours.iter().enumerate() {
-            if let Some(&next) = neighbours.get(i + 1) {
+        for (i, &n) in fresh.iter().enumerate() {
+            if let Some(&next) = fresh.get(i + 1) {
                 prefetch_row(rows.row(next));
                 prefetch(view.slot_ptr(next));
-            }
-            if !visited.insert(n) {
-                continue;
             }
             let d = dist(query, rows.row(n));
             if d < bound(visited) {
@@ -264,6 +272,7 @@ pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
                 }
             }
         }
+        visited.fresh = fresh;
     }
     while visited.far.len() > k {
         visited.far.pop();
