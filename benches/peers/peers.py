@@ -39,15 +39,23 @@ def read_vecs(path, dtype):
 
 
 def exact_ground_truth(base, queries, metric, k):
-    gt = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), 256):
-        q = queries[start:start + 256]
-        if metric == "l2":
-            d = (q * q).sum(1)[:, None] - 2 * q @ base.T + (base * base).sum(1)[None, :]
-        else:
-            d = -(q @ base.T)
-        gt[start:start + len(q)] = np.argsort(d, axis=1)[:, :k]
+    gt = np.empty((len(queries), k), dtype=np.int32)
+    norms = (base * base).sum(1)[None, :]
+    for start in range(0, len(queries), 64):
+        q = queries[start:start + 64]
+        d = norms - 2 * (q @ base.T) if metric == "l2" else -(q @ base.T)
+        part = np.argpartition(d, k, axis=1)[:, :k]
+        order = np.take_along_axis(d, part, axis=1).argsort(axis=1)
+        gt[start:start + len(q)] = np.take_along_axis(part, order, axis=1)
     return gt
+
+
+def write_ivecs(path, rows):
+    rows = np.asarray(rows, dtype=np.int32)
+    out = np.empty((len(rows), rows.shape[1] + 1), dtype=np.int32)
+    out[:, 0] = rows.shape[1]
+    out[:, 1:] = rows
+    out.tofile(path)
 
 
 def measure(search, queries, gt, k):
@@ -158,6 +166,9 @@ def main():
         gt = read_vecs(args.gt, np.int32)[:len(queries)]
     else:
         gt = exact_ground_truth(base, queries, args.metric, args.k)
+        # Quiver's side reads the same ground truth instead of computing it again.
+        args.gt = (args.json or "peers") + ".gt.ivecs"
+        write_ivecs(args.gt, gt)
 
     runners = {"hnswlib": run_hnswlib, "faiss": run_faiss, "usearch": run_usearch}
     report = {"machine": os.uname().machine, "cpus": os.cpu_count(), "rows": len(base),
