@@ -303,6 +303,9 @@ struct Plan {
     growing_removed: Vec<u64>,
     /// Ids deleted.
     deleted: Vec<u64>,
+    /// Staged ids that were live before this commit (only those can have a
+    /// payload to remove).
+    existed: HashSet<u64>,
     /// The segment this commit sealed, with the ids of its rows.
     sealed: Option<(Arc<Segment>, SegmentMeta)>,
     sealed_ids: Vec<u64>,
@@ -335,6 +338,12 @@ fn plan_commit(
         .filter(|(id, loc)| loc.is_some() && upserts.binary_search_by_key(*id, |u| u.id).is_err())
         .map(|(&id, _)| id)
         .collect();
+    let existed: HashSet<u64> = ids
+        .iter()
+        .zip(before)
+        .filter(|(_, loc)| loc.is_some())
+        .map(|(&id, _)| id)
+        .collect();
 
     let mut retired = Vec::new();
     let mut tombstones = BTreeMap::new();
@@ -358,6 +367,7 @@ fn plan_commit(
         retired,
         growing_removed,
         deleted,
+        existed,
         sealed: None,
         sealed_ids: Vec::new(),
         first_growing_row: state.next_growing_row,
@@ -439,7 +449,8 @@ impl Plan {
         for row in upserts {
             match row.payload {
                 Some(p) => u.payloads_set.push((row.id, p)),
-                None => u.payloads_removed.push(row.id),
+                None if self.existed.contains(&row.id) => u.payloads_removed.push(row.id),
+                None => {}
             }
         }
         match &self.sealed {
