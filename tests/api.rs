@@ -152,18 +152,7 @@ fn segment_whose_rows_are_all_replaced_is_retired_and_its_file_removed() {
     w.upsert_batch(&[1, 2, 3, 4], &[1.0; 32], None).unwrap();
     w.commit().unwrap();
     let held = db.snapshot();
-    let col_files = |d: &Path| {
-        std::fs::read_dir(d)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".col")
-            })
-            .count()
-    };
+    let col_files = |d: &Path| common::count_files(d, |n| n.ends_with(".col"));
     w.upsert_batch(&[1, 2, 3, 4], &[2.0; 32], None).unwrap();
     let info = w.commit().unwrap();
     assert_eq!(info.retired_segments, 1);

@@ -57,15 +57,6 @@ fn small_segments_are_merged_and_every_row_survives() {
     // Retired segments' files are gone once their snapshots are: only live
     // segments' files remain (two per segment).
     let db = Database::open(&dir, Options::new(8, Metric::L2)).unwrap();
-    let files = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("seg-")
-        })
-        .count();
+    let files = common::count_files(&dir, |n| n.starts_with("seg-"));
     assert_eq!(files, 2 * db.stats().unwrap().segments);
 }

@@ -97,3 +97,11 @@ pub fn read_ivecs(path: &std::path::Path) -> Vec<Vec<i32>> {
         })
         .collect()
 }
+
+/// Number of entries of `dir` whose name satisfies `keep`.
+pub fn count_files(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| keep(&e.as_ref().unwrap().file_name().to_string_lossy()))
+        .count()
+}
