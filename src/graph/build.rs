@@ -3,9 +3,10 @@
 //! Levels are drawn up front from a seeded generator (`⌊−ln U · 1/ln m⌋`), so
 //! they depend only on the seed and the row count. The first row is inserted
 //! alone and becomes the entry point; the rest are inserted in parallel with
-//! rayon. Each node's lists sit behind their own mutex, and a thread holds at
-//! most one node lock at a time (it copies a list out before computing
-//! distances from it), so inserts cannot deadlock. The entry point and top
+//! rayon. Level-0 lists live in one flat array of fixed slots that readers
+//! load without locking (see [`Level0`]); each node has a mutex that guards
+//! writes to its slot and its upper-level lists. A thread holds at most one
+//! node lock at a time, so inserts cannot deadlock. The entry point and top
 //! level sit behind one more lock, read once per insert and held for a whole
 //! insert only by the rare node that raises the top level (as hnswlib does),
 //! never taken while a node lock is held.
@@ -14,10 +15,11 @@
 //! deterministic; in parallel the links depend on thread timing.
 
 use super::layout::{MAX_LEVEL, MAX_M};
-use super::search::{with_visited, Cand, Rows, Visited};
+use super::search::{prefetch, prefetch_row, with_visited, Cand, Rows, Visited};
 use crate::synth::SplitMix64;
 use rayon::prelude::*;
 use std::cmp::Reverse;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// How a graph is built.
@@ -117,8 +119,9 @@ pub fn build<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
         ef: params.ef_construction.max(m),
         nodes: levels
             .iter()
-            .map(|&l| Mutex::new(vec![Vec::new(); usize::from(l) + 1]))
+            .map(|&l| Mutex::new(vec![Vec::new(); usize::from(l)]))
             .collect(),
+        level0: Level0::new(n, 2 * m),
         levels,
         entry: Mutex::new((0, 0)),
     };
@@ -129,11 +132,7 @@ pub fn build<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
     let (entry, max_level) = *lock(&builder.entry);
     let mut graph = Graph {
         m,
-        links: builder
-            .nodes
-            .into_iter()
-            .map(|node| node.into_inner().unwrap_or_else(PoisonError::into_inner))
-            .collect(),
+        links: builder.into_links(),
         entry: Some(entry),
         max_level,
     };
@@ -252,14 +251,58 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Every node's level-0 list in one flat array of fixed slots (a count, then
+/// `2m` ids), as hnswlib keeps them: one contiguous read per node, no pointer
+/// to chase, and nothing to lock for a reader.
+///
+/// Writers hold the node's mutex; readers load without one. A reader racing a
+/// writer may see a mix of the old and new list, which is harmless here: every
+/// slot always holds some valid row (slots start at 0, and the count is
+/// published after the ids it covers), and HNSW only needs *good* neighbours.
+struct Level0 {
+    cap: usize,
+    slots: Vec<AtomicU32>,
+}
+
+impl Level0 {
+    fn new(n: usize, cap: usize) -> Level0 {
+        Level0 {
+            cap,
+            slots: (0..n * (cap + 1)).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    fn slot(&self, node: u32) -> &[AtomicU32] {
+        let at = node as usize * (self.cap + 1);
+        &self.slots[at..at + self.cap + 1]
+    }
+
+    /// Appends `node`'s list to `buf`.
+    fn read(&self, node: u32, buf: &mut Vec<u32>) {
+        let slot = self.slot(node);
+        let len = (slot[0].load(Ordering::Acquire) as usize).min(self.cap);
+        buf.extend(slot[1..=len].iter().map(|x| x.load(Ordering::Relaxed)));
+    }
+
+    /// Replaces `node`'s list; the caller holds the node's lock.
+    fn write(&self, node: u32, list: &[u32]) {
+        let slot = self.slot(node);
+        for (s, &x) in slot[1..].iter().zip(list) {
+            s.store(x, Ordering::Relaxed);
+        }
+        slot[0].store(list.len() as u32, Ordering::Release);
+    }
+}
+
 struct Builder<'r, R, D> {
     rows: &'r R,
     dist: &'r D,
     m: usize,
     ef: usize,
     levels: Vec<u8>,
-    /// Each node's lists, one per level it is on.
+    /// Each node's lock, and its lists above level 0 (`upper[l - 1]`).
     nodes: Vec<Mutex<Vec<Vec<u32>>>>,
+    level0: Level0,
     /// The entry point and the top level.
     entry: Mutex<(u32, u8)>,
 }
@@ -272,10 +315,29 @@ impl<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Builder<'_, R, D> {
     /// Copies `node`'s list at `level` into `buf` (empty if it has none).
     fn copy_links(&self, node: u32, level: u8, buf: &mut Vec<u32>) {
         buf.clear();
-        let lists = lock(&self.nodes[node as usize]);
-        if let Some(list) = lists.get(usize::from(level)) {
+        if level == 0 {
+            self.level0.read(node, buf);
+            return;
+        }
+        let upper = lock(&self.nodes[node as usize]);
+        if let Some(list) = upper.get(usize::from(level) - 1) {
             buf.extend_from_slice(list);
         }
+    }
+
+    /// The lists of every node, level 0 first.
+    fn into_links(self) -> Vec<Vec<Vec<u32>>> {
+        let level0 = self.level0;
+        self.nodes
+            .into_iter()
+            .enumerate()
+            .map(|(node, upper)| {
+                let mut lists = vec![Vec::new()];
+                level0.read(node as u32, &mut lists[0]);
+                lists.extend(upper.into_inner().unwrap_or_else(PoisonError::into_inner));
+                lists
+            })
+            .collect()
     }
 
     fn insert(&self, row: u32) {
@@ -318,10 +380,16 @@ impl<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Builder<'_, R, D> {
             let found = with_visited(self.nodes.len(), |v| {
                 self.search_level(query, cur, l, v, &mut buf)
             });
-            let chosen = self.select(&found, self.m);
-            lock(&self.nodes[row as usize])[usize::from(l)] = chosen.iter().map(|c| c.id).collect();
-            for c in &chosen {
-                self.link_back(c.id, row, l);
+            let chosen: Vec<u32> = self.select(&found, self.m).iter().map(|c| c.id).collect();
+            {
+                let mut upper = lock(&self.nodes[row as usize]);
+                match l {
+                    0 => self.level0.write(row, &chosen),
+                    _ => upper[usize::from(l) - 1] = chosen.clone(),
+                }
+            }
+            for &c in &chosen {
+                self.link_back(c, row, l);
             }
             if let Some(&nearest) = found.first() {
                 cur = nearest;
@@ -352,9 +420,16 @@ impl<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Builder<'_, R, D> {
                 break;
             }
             self.copy_links(c.id, level, buf);
-            for &n in buf.iter() {
-                if !v.insert(n) {
-                    continue;
+            // Only rows not seen yet get a distance, so only they are
+            // prefetched, one ahead of the kernel.
+            buf.retain(|&n| v.insert(n));
+            if let Some(&first) = buf.first() {
+                prefetch_row(self.rows.row(first));
+            }
+            for (i, &n) in buf.iter().enumerate() {
+                if let Some(&next) = buf.get(i + 1) {
+                    prefetch_row(self.rows.row(next));
+                    prefetch(self.level0.slot(next).as_ptr());
                 }
                 let d = (self.dist)(query, self.rows.row(n));
                 if v.far.len() < self.ef || v.far.peek().is_some_and(|w| d < w.d) {
@@ -396,29 +471,34 @@ impl<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Builder<'_, R, D> {
     /// heuristic if it is full.
     fn link_back(&self, node: u32, row: u32, level: u8) {
         let cap = if level == 0 { 2 * self.m } else { self.m };
-        let mut lists = lock(&self.nodes[node as usize]);
-        let Some(list) = lists.get_mut(usize::from(level)) else {
-            return;
-        };
-        if list.contains(&row) {
+        let mut upper = lock(&self.nodes[node as usize]);
+        let mut current = Vec::with_capacity(cap + 1);
+        match level {
+            0 => self.level0.read(node, &mut current),
+            _ => match upper.get(usize::from(level) - 1) {
+                Some(list) => current.extend_from_slice(list),
+                None => return,
+            },
+        }
+        if current.contains(&row) {
             return;
         }
-        if list.len() < cap {
-            list.push(row);
-            return;
+        current.push(row);
+        if current.len() > cap {
+            let mut cands: Vec<Cand> = current
+                .iter()
+                .map(|&id| Cand {
+                    d: self.dist_rows(node, id),
+                    id,
+                })
+                .collect();
+            cands.sort_unstable();
+            current = self.select(&cands, cap).iter().map(|c| c.id).collect();
         }
-        let mut cands: Vec<Cand> = list
-            .iter()
-            .chain(std::iter::once(&row))
-            .map(|&id| Cand {
-                d: self.dist_rows(node, id),
-                id,
-            })
-            .collect();
-        cands.sort_unstable();
-        let kept = self.select(&cands, cap);
-        list.clear();
-        list.extend(kept.iter().map(|c| c.id));
+        match level {
+            0 => self.level0.write(node, &current),
+            _ => upper[usize::from(level) - 1] = current,
+        }
     }
 }
 

@@ -156,7 +156,7 @@ pub(crate) fn prefetch<T>(p: *const T) {
 /// Prefetches every cache line of a row: a vector spans many lines, and the
 /// distance kernel reads them all.
 #[inline(always)]
-fn prefetch_row(row: &[f32]) {
+pub(crate) fn prefetch_row(row: &[f32]) {
     for line in row.chunks(16) {
         prefetch(line.as_ptr());
     }
