@@ -5,8 +5,9 @@ use crate::format::{self, LOCK_FILE, MANIFEST_FILE, TMP_SUFFIX};
 use crate::fs::{FileKind, LockGuard, RealFs, Vfs};
 use crate::graph::GraphParams;
 use crate::kernels::{self, Kernels};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, StoredConfig};
 use crate::options::{Metric, Options, Scorer};
+use crate::query_stats::QueryStats;
 use crate::segment::Segment;
 use crate::snapshot::{
     Bitset, GrowingChunk, GrowingView, Hit, Published, Record, SealedView, SearchParams, Snapshot,
@@ -18,6 +19,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// An open Quiver database: a directory of column files and a redb manifest.
 ///
@@ -65,6 +67,8 @@ pub(crate) struct DbInner {
     pub(crate) writer_taken: AtomicBool,
     /// A commit failed part way: refuse further commits until reopened.
     pub(crate) failed: AtomicBool,
+    /// Searches counted by every snapshot of this handle.
+    pub(crate) queries: Arc<QueryStats>,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -115,6 +119,15 @@ pub struct Stats {
     pub manifest_bytes: u64,
     /// All bytes on disk.
     pub bytes_on_disk: u64,
+    /// Searches run through this handle since it was opened (exact ones and
+    /// those of [`Database::search_batch`] included).
+    pub queries: u64,
+    /// Median search latency, `None` before the first search; from a
+    /// histogram with buckets a quarter of a power of two wide, so it may
+    /// read up to 25 % high.
+    pub query_p50: Option<Duration>,
+    /// 99th-percentile search latency, as `query_p50`.
+    pub query_p99: Option<Duration>,
 }
 
 impl Database {
@@ -148,7 +161,36 @@ impl Database {
         options: Options,
     ) -> Result<Database> {
         options.validate()?;
-        let dir = dir.as_ref().to_path_buf();
+        Database::open_inner(vfs, dir.as_ref(), Some(options))
+    }
+
+    /// Opens an existing database with the dimension, metric and graph
+    /// parameters it was created with, as a tool that does not know them
+    /// does (the `quiver` command line).
+    ///
+    /// ```
+    /// use quiver::{Database, Metric, Options};
+    /// # fn main() -> quiver::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let dir = tmp.path().join("db");
+    /// drop(Database::open(&dir, Options::new(3, Metric::Cosine).m(8))?);
+    /// let db = Database::open_existing(&dir)?;
+    /// assert_eq!((db.dim(), db.metric()), (3, Metric::Cosine));
+    /// assert!(Database::open_existing(tmp.path().join("missing")).is_err());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Database::open`], and [`Error::NotADatabase`] if `dir` does not
+    /// exist or holds no manifest (this never creates a database).
+    pub fn open_existing(dir: impl AsRef<Path>) -> Result<Database> {
+        Database::open_inner(Arc::new(RealFs), dir.as_ref(), None)
+    }
+
+    /// Opens `dir` with `requested` options, or with the stored ones if
+    /// `None` (and then only an existing database).
+    fn open_inner(vfs: Arc<dyn Vfs>, dir: &Path, requested: Option<Options>) -> Result<Database> {
+        let dir = dir.to_path_buf();
         let io = |e| Error::io(&dir, e);
         match vfs.kind(&dir).map_err(io)? {
             Some(FileKind::File) => {
@@ -158,6 +200,12 @@ impl Database {
                 })
             }
             Some(FileKind::Dir) => {}
+            None if requested.is_none() => {
+                return Err(Error::NotADatabase {
+                    path: dir,
+                    why: "it does not exist",
+                })
+            }
             None => {
                 vfs.create_dir_all(&dir).map_err(io)?;
                 // Make the new directory's own entry durable too.
@@ -167,7 +215,8 @@ impl Database {
             }
         }
         let is_database = |names: &[String]| {
-            names.iter().any(|n| n == MANIFEST_FILE) || names.iter().all(|n| n == LOCK_FILE)
+            names.iter().any(|n| n == MANIFEST_FILE)
+                || (requested.is_some() && names.iter().all(|n| n == LOCK_FILE))
         };
         if !is_database(&vfs.list(&dir).map_err(io)?) {
             return Err(Error::NotADatabase {
@@ -187,12 +236,30 @@ impl Database {
         let names = vfs.list(&dir).map_err(io)?;
         let has_manifest = names.iter().any(|n| n == MANIFEST_FILE);
         let manifest = Manifest::open(&*vfs, &dir.join(MANIFEST_FILE), !has_manifest)?;
-        match manifest.config()? {
-            None => {
+        let options = match (manifest.config()?, requested) {
+            (None, None) => {
+                return Err(Error::NotADatabase {
+                    path: dir,
+                    why: "its manifest was never initialised (an interrupted create)",
+                })
+            }
+            (None, Some(options)) => {
                 manifest.initialise(&options)?;
                 vfs.sync_dir(&dir).map_err(io)?;
+                options
             }
-            Some((dim, metric)) => {
+            (Some(stored), None) => {
+                let options = Options::new(stored.dim, stored.metric);
+                let options = match stored.m {
+                    Some(m) => options.m(m),
+                    None => options,
+                };
+                match stored.ef_construction {
+                    Some(ef) => options.ef_construction(ef),
+                    None => options,
+                }
+            }
+            (Some(StoredConfig { dim, metric, .. }), Some(options)) => {
                 if dim != options.dim {
                     return Err(Error::OptionsMismatch {
                         field: "dimension",
@@ -207,8 +274,9 @@ impl Database {
                         requested: options.metric.to_string(),
                     });
                 }
+                options
             }
-        }
+        };
         let kernels = kernels::select();
         let state = load_snapshot(&vfs, &dir, &manifest, &options, kernels, &names)?;
         Ok(Database {
@@ -221,6 +289,7 @@ impl Database {
                 kernels,
                 writer_taken: AtomicBool::new(false),
                 failed: AtomicBool::new(false),
+                queries: Arc::default(),
                 _lock: lock,
             }),
         })
@@ -253,6 +322,7 @@ impl Database {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             state: self.inner.published.load(),
+            queries: self.inner.queries.clone(),
         }
     }
 
@@ -336,19 +406,96 @@ impl Database {
             links_bytes,
             manifest_bytes,
             bytes_on_disk: column_bytes + links_bytes + manifest_bytes,
+            queries: self.inner.queries.count(),
+            query_p50: self.inner.queries.quantile(0.5),
+            query_p99: self.inner.queries.quantile(0.99),
         })
     }
 
-    /// Checks the data checksums of every column and links file, and every
-    /// graph link, now, in parallel.
+    /// Checks the data checksums of every column and links file and every
+    /// graph link (in parallel), and that the manifest and the files agree.
     ///
     /// # Errors
-    /// [`Error::Corrupted`] naming the first damaged file found.
+    /// [`Error::Corrupted`] naming the first damaged file found; see
+    /// [`Database::check`] for all of them.
     pub fn verify(&self) -> Result<()> {
+        match self.check().into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem [`Database::verify`] finds, not just the first: one error
+    /// per damaged file (naming it), then any disagreement between the
+    /// manifest's ids and the files (an id pointing at a missing, deleted or
+    /// differently numbered row, or a live row without an id). Empty when all
+    /// is well.
+    pub fn check(&self) -> Vec<Error> {
         let snap = self.inner.published.load();
-        snap.segments
+        let mut problems: Vec<Error> = snap
+            .segments
             .par_iter()
-            .try_for_each(|s| s.segment.verify())
+            .filter_map(|s| s.segment.verify().err())
+            .collect();
+        if !problems.is_empty() {
+            return problems;
+        }
+        let manifest = snap.reader.path();
+        let disagree = |what: String| Error::corrupted(manifest, what);
+        let growing: HashSet<u64> = snap.growing.live_rows(snap.dim).map(|r| r.0).collect();
+        let mut ids = 0usize;
+        let walked = snap.reader.for_each_location(|id, loc| {
+            ids += 1;
+            let fault = if loc.segment == crate::manifest::GROWING_SEGMENT {
+                (!growing.contains(&loc.row)).then(|| {
+                    format!(
+                        "id {id} points at growing row {}, which is not live",
+                        loc.row
+                    )
+                })
+            } else {
+                match snap.segment(loc.segment) {
+                    None => Some(format!(
+                        "id {id} points at segment {}, which the manifest does not list",
+                        loc.segment
+                    )),
+                    Some(s) => match usize::try_from(loc.row)
+                        .ok()
+                        .filter(|&r| r < s.segment.rows())
+                    {
+                        None => Some(format!(
+                            "id {id} points at row {} of segment {}, which has {} rows",
+                            loc.row,
+                            loc.segment,
+                            s.segment.rows()
+                        )),
+                        Some(r) if s.deleted.contains(r) => Some(format!(
+                            "id {id} points at deleted row {r} of segment {}",
+                            loc.segment
+                        )),
+                        Some(r) if s.segment.ids()[r] != id => Some(format!(
+                            "id {id} points at row {r} of segment {}, which holds id {}",
+                            loc.segment,
+                            s.segment.ids()[r]
+                        )),
+                        Some(_) => None,
+                    },
+                }
+            };
+            match fault {
+                Some(what) => Err(disagree(what)),
+                None => Ok(()),
+            }
+        });
+        if let Err(e) = walked {
+            problems.push(e);
+        } else if ids != snap.len() {
+            problems.push(disagree(format!(
+                "{ids} ids are listed but {} rows are live",
+                snap.len()
+            )));
+        }
+        problems
     }
 }
 

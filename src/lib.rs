@@ -48,6 +48,7 @@ pub mod kernels;
 mod manifest;
 mod merge;
 mod options;
+mod query_stats;
 mod segment;
 mod snapshot;
 pub mod synth;

@@ -32,6 +32,16 @@ const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
 /// Segment id of the growing segment in `ids` and in [`Location`].
 pub const GROWING_SEGMENT: u64 = 0;
 
+/// The options a database was created with, as its config table holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredConfig {
+    pub dim: usize,
+    pub metric: Metric,
+    /// `None` in databases created before these were stored.
+    pub m: Option<usize>,
+    pub ef_construction: Option<usize>,
+}
+
 /// Where a live id's vector is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
@@ -225,7 +235,7 @@ impl Manifest {
     }
 
     /// The stored options, or `None` for a manifest that was never initialised.
-    pub fn config(&self) -> Result<Option<(usize, Metric)>> {
+    pub fn config(&self) -> Result<Option<StoredConfig>> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = match tx.open_table(CONFIG) {
             Ok(t) => t,
@@ -260,7 +270,17 @@ impl Manifest {
             .ok()
             .filter(|&d| d > 0 && d <= crate::options::MAX_DIM)
             .ok_or_else(|| Error::corrupted(&self.path, format!("dimension {dim}")))?;
-        Ok(Some((dim, metric)))
+        // Written since the command line's `create`; older databases lack
+        // them and use the caller's options.
+        let build = |key: &str| -> Result<Option<usize>> {
+            Ok(get(key)?.and_then(|v| usize::try_from(v).ok()))
+        };
+        Ok(Some(StoredConfig {
+            dim,
+            metric,
+            m: build("m")?,
+            ef_construction: build("ef_construction")?,
+        }))
     }
 
     /// Writes the config and empty tables of a new database.
@@ -272,6 +292,8 @@ impl Manifest {
             put("format_version", u64::from(FORMAT_VERSION))?;
             put("dim", options.dim as u64)?;
             put("metric", u64::from(options.metric.code()))?;
+            put("m", options.m as u64)?;
+            put("ef_construction", options.ef_construction as u64)?;
             let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
             state.insert("generation", 0).map_err(|e| self.err(e))?;
             state
@@ -484,6 +506,18 @@ impl Reader {
             let (segment, row) = v.value();
             Location { segment, row }
         }))
+    }
+
+    /// Calls `f` with every live id and its location, in id order, stopping
+    /// at the first error `f` returns.
+    pub fn for_each_location(&self, mut f: impl FnMut(u64, Location) -> Result<()>) -> Result<()> {
+        let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
+        for entry in table.iter().map_err(|e| self.err(e))? {
+            let (id, loc) = entry.map_err(|e| self.err(e))?;
+            let (segment, row) = loc.value();
+            f(id.value(), Location { segment, row })?;
+        }
+        Ok(())
     }
 
     /// The payload of `id`, if it has one.

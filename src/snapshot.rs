@@ -13,6 +13,7 @@ use crate::graph;
 use crate::kernels::Kernels;
 use crate::manifest::{Location, Reader, State, GROWING_SEGMENT};
 use crate::options::{Metric, Scorer};
+use crate::query_stats::QueryStats;
 use crate::segment::Segment;
 use crossbeam_epoch::{self as epoch, Atomic, Owned};
 use rayon::prelude::*;
@@ -20,6 +21,7 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -460,6 +462,8 @@ impl TopK {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub(crate) state: Arc<SnapshotState>,
+    /// The database's query counters, which every search updates.
+    pub(crate) queries: Arc<QueryStats>,
 }
 
 impl Snapshot {
@@ -487,7 +491,7 @@ impl Snapshot {
     /// [`Error::ZeroVector`] (cosine), or [`Error::Corrupted`] if a file it
     /// reads fails its checksum.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        self.state.search_with(query, &SearchParams::new(k))
+        self.search_with(query, &SearchParams::new(k))
     }
 
     /// A search as `params` say: `k`, `ef`, or an exact scan.
@@ -495,7 +499,10 @@ impl Snapshot {
     /// # Errors
     /// As [`Snapshot::search`].
     pub fn search_with(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
-        self.state.search_with(query, params)
+        let start = Instant::now();
+        let hits = self.state.search_with(query, params);
+        self.queries.record(start.elapsed());
+        hits
     }
 
     /// Runs many queries in parallel (rayon). `queries` holds them back to
@@ -514,7 +521,7 @@ impl Snapshot {
         }
         queries
             .par_chunks(dim)
-            .map(|q| self.state.search_with(q, params))
+            .map(|q| self.search_with(q, params))
             .collect()
     }
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Side-by-side ANN benchmark: hnswlib, FAISS IndexHNSWFlat and usearch (and
-Quiver, through a command that prints JSON) on the same .fvecs data, in one run.
+Quiver, through `quiver bench --json`) on the same .fvecs data, in one run.
 
 Every system is built with the same M and ef_construction using all cores, then
 queried single-threaded, one query per call, for each ef. Prints recall@k, QPS
-and p50/p99 latency per ef, and build time.
+and p50/p99 latency per ef, build time and peak memory (each peer runs in its
+own child process so that its peak is its own). `benches/peers/report.py` runs
+this several times and writes docs/BENCHMARKS.md.
 
 Setup (an ignored folder, never CI's test path):
     python3 -m venv target/peers-venv
@@ -13,11 +15,13 @@ Run:
     target/peers-venv/bin/python benches/peers/peers.py \
         --base ../shared/data/debian50k_base.fvecs \
         --queries ../shared/data/debian50k_query.fvecs \
-        --gt ../shared/data/debian50k_groundtruth.ivecs --metric cosine
+        --gt ../shared/data/debian50k_groundtruth.ivecs --metric cosine \
+        --quiver-cmd "target/release/quiver bench --threads 1,2"
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -125,17 +129,34 @@ def run_usearch(base, queries, gt, args):
 
 
 def run_quiver(args):
-    """Runs the Quiver command, which prints one JSON object:
-    {"build_s": float, "results": {"<ef>": {"recall":…, "qps":…, "p50_ms":…, "p99_ms":…}}}"""
+    """Runs `quiver bench --json` (args.quiver_cmd) and keeps its single-thread
+    results; the whole object is kept too, for open time, memory and threads."""
     cmd = args.quiver_cmd.split() + [
         "--base", args.base, "--queries", args.queries, "--metric", args.metric,
         "--m", str(args.m), "--ef-construction", str(args.ef_construction),
-        "--ef", ",".join(map(str, args.efs)), "-k", str(args.k)]
+        "--ef", ",".join(map(str, args.efs)), "-k", str(args.k),
+        "--max-queries", str(args.max_queries), "--json"]
     if args.gt:
         cmd += ["--gt", args.gt]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     data = json.loads(out.strip().splitlines()[-1])
-    return data["build_s"], {int(ef): r for ef, r in data["results"].items()}
+    results = {r["ef"]: r for r in data["results"] if r["threads"] == 1}
+    return {"build_s": data["build_s"], "results": results, "peak_rss_bytes": data["peak_rss_bytes"],
+            "quiver": data}
+
+
+def run_peer_child(name, args):
+    """Runs one peer in a child process of this script, so that its peak
+    memory is its own."""
+    cmd = [sys.executable, __file__, "--only", name, "--base", args.base, "--queries", args.queries,
+           "--metric", args.metric, "--m", str(args.m), "--ef-construction", str(args.ef_construction),
+           "--efs", ",".join(map(str, args.efs)), "-k", str(args.k), "--max-queries", str(args.max_queries)]
+    if args.gt:
+        cmd += ["--gt", args.gt]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    data = json.loads(out.strip().splitlines()[-1])
+    data["results"] = {int(ef): r for ef, r in data["results"].items()}
+    return data
 
 
 def main():
@@ -152,6 +173,7 @@ def main():
     p.add_argument("--systems", default="hnswlib,faiss,usearch")
     p.add_argument("--quiver-cmd", help="command that runs Quiver's side and prints JSON")
     p.add_argument("--json", help="write all results to this file")
+    p.add_argument("--only", help=argparse.SUPPRESS)  # child mode: run one peer, print JSON
     args = p.parse_args()
     args.efs = [int(x) for x in args.efs.split(",")]
 
@@ -164,6 +186,8 @@ def main():
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if args.gt:
         gt = read_vecs(args.gt, np.int32)[:len(queries)]
+    elif args.only:
+        sys.exit("--only needs --gt")
     else:
         gt = exact_ground_truth(base, queries, args.metric, args.k)
         # Quiver's side reads the same ground truth instead of computing it again.
@@ -171,6 +195,11 @@ def main():
         write_ivecs(args.gt, gt)
 
     runners = {"hnswlib": run_hnswlib, "faiss": run_faiss, "usearch": run_usearch}
+    if args.only:
+        build, results = runners[args.only](base, queries, gt, args)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"build_s": build, "results": results, "peak_rss_bytes": peak}))
+        return
     report = {"machine": os.uname().machine, "cpus": os.cpu_count(), "rows": len(base),
               "dim": base.shape[1], "queries": len(queries), "m": args.m,
               "ef_construction": args.ef_construction, "systems": {}}
@@ -178,10 +207,11 @@ def main():
     if args.quiver_cmd:
         systems.append("quiver")
     for name in systems:
-        build, results = run_quiver(args) if name == "quiver" else runners[name](base, queries, gt, args)
-        report["systems"][name] = {"build_s": build, "results": results}
-        print(f"{name:8s} build {build:7.2f} s", flush=True)
-        for ef, r in results.items():
+        data = run_quiver(args) if name == "quiver" else run_peer_child(name, args)
+        report["systems"][name] = data
+        print(f"{name:8s} build {data['build_s']:7.2f} s  peak RSS {data['peak_rss_bytes'] / 2**20:.0f} MiB",
+              flush=True)
+        for ef, r in data["results"].items():
             print(f"{'':8s} ef {ef:4d}  recall@{args.k} {r['recall']:.4f}  QPS {r['qps']:9.1f}  "
                   f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms", flush=True)
     if args.json:

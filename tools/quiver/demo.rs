@@ -47,7 +47,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         ),
     };
     let options = Options::new(args.dim, Metric::L2);
-    println!(
+    say!(
         "Quiver demo: {} clustered {}-d vectors (seed 42), L2, in {}",
         args.rows,
         args.dim,
@@ -56,7 +56,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     let t = Instant::now();
     let data = synth::clustered(args.rows, args.dim, 100, 0.15, 42);
-    println!("  generated data set                 {}", secs(t.elapsed()));
+    say!("  generated data set                 {}", secs(t.elapsed()));
 
     let db = Database::open(&dir, options.clone())?;
     let mut writer = db.writer()?;
@@ -75,7 +75,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     bar.finish_and_clear();
     let load = t.elapsed();
-    println!(
+    say!(
         "  loaded {} rows in {} commits (HNSW built per segment) {} ({:.0} rows/s)",
         args.rows,
         commits,
@@ -91,7 +91,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         writer.commit()?;
     }
     let per_commit = t.elapsed() / small as u32;
-    println!(
+    say!(
         "  {small} one-vector durable commits      {} each",
         secs(per_commit)
     );
@@ -124,7 +124,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     let hnsw = SearchParams::new(10);
     let (took, found, before) = search_all(&db, &hnsw)?;
-    println!(
+    say!(
         "  {} HNSW k=10 searches                {} ({:.0} queries/s), source row first in {found}/{}",
         queries.len(),
         secs(took),
@@ -137,7 +137,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         .zip(&exact)
         .map(|(a, e)| a.iter().filter(|id| e.contains(id)).count())
         .sum();
-    println!(
+    say!(
         "  {} exact k=10 searches               {} ({:.0} queries/s), HNSW recall@10 {:.3}",
         queries.len(),
         secs(took),
@@ -150,7 +150,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let db = Database::open(&dir, options)?;
     let open = t.elapsed();
-    println!(
+    say!(
         "  reopened                           {} ({} rows, {} segments, {} growing rows)",
         secs(open),
         db.len(),
@@ -159,17 +159,17 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     );
     let t = Instant::now();
     db.verify()?;
-    println!("  verified every checksum            {}", secs(t.elapsed()));
+    say!("  verified every checksum            {}", secs(t.elapsed()));
     let (took, _, after) = search_all(&db, &hnsw)?;
     if after != before {
         return Err("results after reopening differ from results before".into());
     }
-    println!(
+    say!(
         "  same {} searches after reopen      {} (identical results)",
         queries.len(),
         secs(took)
     );
-    println!(
+    say!(
         "  on disk: {:.1} MiB ({:.1} MiB column files, {:.1} MiB graphs, {:.1} MiB manifest)",
         stats.bytes_on_disk as f64 / 1048576.0,
         stats.column_bytes as f64 / 1048576.0,
