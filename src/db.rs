@@ -388,10 +388,14 @@ impl Database {
     /// # Errors
     /// [`Error::Io`] reading the manifest file's size.
     pub fn stats(&self) -> Result<Stats> {
-        let snap = self.inner.published.load();
+        Database::stats_of(&self.inner, &self.inner.published.load())
+    }
+
+    /// The stats of `snap`, a state of `inner`.
+    pub(crate) fn stats_of(inner: &DbInner, snap: &SnapshotState) -> Result<Stats> {
         let column_bytes = snap.segments.iter().map(|s| s.segment.column_len()).sum();
         let links_bytes = snap.segments.iter().map(|s| s.segment.links_len()).sum();
-        let manifest_bytes = self.inner.manifest.file_len()?;
+        let manifest_bytes = inner.manifest.file_len()?;
         Ok(Stats {
             generation: snap.state.generation,
             rows: snap.len(),
@@ -406,9 +410,9 @@ impl Database {
             links_bytes,
             manifest_bytes,
             bytes_on_disk: column_bytes + links_bytes + manifest_bytes,
-            queries: self.inner.queries.count(),
-            query_p50: self.inner.queries.quantile(0.5),
-            query_p99: self.inner.queries.quantile(0.99),
+            queries: inner.queries.count(),
+            query_p50: inner.queries.quantile(0.5),
+            query_p99: inner.queries.quantile(0.99),
         })
     }
 

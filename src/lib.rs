@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod compact;
 mod db;
 mod error;
 mod format;
@@ -59,6 +60,7 @@ mod writer;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use compact::{compact, CompactOptions, CompactReport, PlannedSegment};
 pub use db::{Database, Stats};
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
@@ -67,5 +69,7 @@ pub use options::{
     Metric, Options, DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_GROWING_THRESHOLD,
     DEFAULT_M,
 };
+#[doc(hidden)]
+pub use query_stats::QueryStats;
 pub use snapshot::{Hit, Record, SearchParams, Snapshot};
 pub use writer::{CommitInfo, Writer, MAX_PAYLOAD};

@@ -17,8 +17,11 @@ const OCTAVES: usize = 40;
 const BUCKETS: usize = OCTAVES * SUB;
 
 /// Query count and latency histogram shared by every snapshot of a database.
+///
+/// Public only for `benches/search.rs`, which measures what recording costs.
+#[doc(hidden)]
 #[derive(Debug)]
-pub(crate) struct QueryStats {
+pub struct QueryStats {
     count: AtomicU64,
     buckets: [AtomicU64; BUCKETS],
 }
@@ -55,7 +58,7 @@ fn upper_edge(b: usize) -> u64 {
 impl QueryStats {
     /// Counts one query that took `took`.
     #[inline]
-    pub(crate) fn record(&self, took: Duration) {
+    pub fn record(&self, took: Duration) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.buckets[bucket(ns)].fetch_add(1, Ordering::Relaxed);

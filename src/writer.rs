@@ -74,7 +74,7 @@ pub struct CommitInfo {
 /// staged and not committed.
 #[derive(Debug)]
 pub struct Writer {
-    db: Arc<DbInner>,
+    pub(crate) db: Arc<DbInner>,
     staged: BTreeMap<u64, Staged>,
     /// Staged vectors, `dim` floats each, already normalised for cosine.
     arena: Vec<f32>,

@@ -1,0 +1,426 @@
+//! Compaction: rewrites a database's segments into fewer, cleaner ones.
+//!
+//! Deleted and replaced rows are dropped, small segments (and the growing
+//! segment's rows) are packed together up to a target size, and each new
+//! segment gets a fresh HNSW graph, built in parallel. It uses the writer's
+//! machinery end to end: [`merge::live_rows`] gathers the rows as an online
+//! merge does, [`segment::write_segment`] writes each file through the same
+//! durable path as a commit (temporary name, fsync, rename, directory fsync),
+//! and one redb transaction switches the manifest from the old segments to
+//! the new ones. That transaction is the commit point: a crash before it
+//! leaves files no manifest names, which the next open removes; a crash after
+//! it leaves old files, removed the same way. So an interrupted compaction
+//! leaves the directory exactly as before or exactly as after.
+//!
+//! Readers are never blocked: snapshots taken before the switch keep reading
+//! the old segments, whose files are removed only when the last such snapshot
+//! is dropped.
+
+use crate::db::Database;
+use crate::error::{Error, Result};
+use crate::manifest::{Location, Update};
+use crate::merge;
+use crate::segment::{self, Segment};
+use crate::snapshot::{Bitset, GrowingView, SealedView, SnapshotState};
+use crate::writer::Writer;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Default largest segment a compaction writes, in rows.
+pub const DEFAULT_TARGET_SEGMENT_ROWS: usize = 1 << 20;
+
+/// How [`compact`] rewrites a database.
+///
+/// ```
+/// use quiver::CompactOptions;
+/// let options = CompactOptions::new().target_segment_rows(500_000).dry_run(true);
+/// assert_eq!(options.target_segment_rows, 500_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactOptions {
+    /// Segments are packed up to this many live rows (a single larger
+    /// segment is only cleaned, never split). Default 2^20.
+    pub target_segment_rows: usize,
+    /// HNSW links per node for the new graphs; setting it (or
+    /// `ef_construction`) rebuilds every segment. Default: the database's.
+    pub m: Option<usize>,
+    /// HNSW build candidate list size for the new graphs.
+    pub ef_construction: Option<usize>,
+    /// Plan only: change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        CompactOptions {
+            target_segment_rows: DEFAULT_TARGET_SEGMENT_ROWS,
+            m: None,
+            ef_construction: None,
+            dry_run: false,
+        }
+    }
+}
+
+impl CompactOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        CompactOptions::default()
+    }
+
+    /// Sets [`CompactOptions::target_segment_rows`] (at least 1).
+    pub fn target_segment_rows(mut self, rows: usize) -> Self {
+        self.target_segment_rows = rows.max(1);
+        self
+    }
+
+    /// Sets [`CompactOptions::m`].
+    pub fn m(mut self, m: usize) -> Self {
+        self.m = Some(m);
+        self
+    }
+
+    /// Sets [`CompactOptions::ef_construction`].
+    pub fn ef_construction(mut self, ef: usize) -> Self {
+        self.ef_construction = Some(ef);
+        self
+    }
+
+    /// Sets [`CompactOptions::dry_run`].
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+}
+
+/// One segment a compaction writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedSegment {
+    /// The sealed segments it replaces.
+    pub from: Vec<u64>,
+    /// Whether it also takes in the growing segment's rows.
+    pub growing: bool,
+    /// Live rows it will hold.
+    pub rows: usize,
+    /// Deleted or replaced rows of `from` that it leaves out.
+    pub dropped: usize,
+}
+
+/// What a compaction did (or, for a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactReport {
+    /// The segments written, in order.
+    pub planned: Vec<PlannedSegment>,
+    /// Sealed segments before and after.
+    pub segments_before: usize,
+    /// Sealed segments after (as planned, for a dry run).
+    pub segments_after: usize,
+    /// Growing-segment rows before (they are sealed by a compaction).
+    pub growing_rows_before: usize,
+    /// Deleted or replaced rows dropped.
+    pub rows_dropped: usize,
+    /// Bytes of the database before.
+    pub bytes_before: u64,
+    /// Bytes after (equal to `bytes_before` for a dry run).
+    pub bytes_after: u64,
+    /// The generation the compaction committed (unchanged for a dry run or
+    /// when there was nothing to do).
+    pub generation: u64,
+}
+
+/// Compacts the database in `dir`, holding its lock for the whole run: see
+/// the [module docs](self) and [`Writer::compact`].
+///
+/// # Errors
+/// As [`Database::open_existing`] ([`Error::WriterBusy`] if another process
+/// has it open) and [`Writer::compact`].
+pub fn compact(dir: impl AsRef<Path>, options: &CompactOptions) -> Result<CompactReport> {
+    let db = Database::open_existing(dir)?;
+    let mut writer = db.writer()?;
+    writer.compact(options, &mut |_, _| {})
+}
+
+/// Groups the sealed segments (id, rows, live) and the growing rows into the
+/// segments to write. Segments are packed in id order (oldest first); a
+/// segment that would be copied alone and unchanged is left as it is, unless
+/// `force`. Segments with no live row are dropped without a replacement.
+fn plan(
+    segments: &[(u64, usize, usize)],
+    growing: usize,
+    target: usize,
+    force: bool,
+) -> Vec<PlannedSegment> {
+    let mut groups: Vec<PlannedSegment> = Vec::new();
+    let mut open = PlannedSegment {
+        from: Vec::new(),
+        growing: false,
+        rows: 0,
+        dropped: 0,
+    };
+    let mut push = |open: &mut PlannedSegment| {
+        let untouched = !force && open.from.len() == 1 && !open.growing && open.dropped == 0;
+        if !untouched && (!open.from.is_empty() || open.growing) {
+            groups.push(open.clone());
+        }
+        *open = PlannedSegment {
+            from: Vec::new(),
+            growing: false,
+            rows: 0,
+            dropped: 0,
+        };
+    };
+    for &(id, rows, live) in segments {
+        if open.rows > 0 && open.rows + live > target {
+            push(&mut open);
+        }
+        open.from.push(id);
+        open.rows += live;
+        open.dropped += rows - live;
+    }
+    if growing > 0 {
+        if open.rows > 0 && open.rows + growing > target {
+            push(&mut open);
+        }
+        open.growing = true;
+        open.rows += growing;
+    }
+    push(&mut open);
+    groups
+}
+
+impl Writer {
+    /// Compacts the database this writer belongs to (see the
+    /// [module docs](crate::compact)); `progress(done, total)` is called with
+    /// rows written so far as each new segment is written.
+    ///
+    /// ```
+    /// use quiver::{CompactOptions, Database, Metric, Options};
+    /// # fn main() -> quiver::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let db = Database::open(tmp.path(), Options::new(2, Metric::L2).growing_threshold(10))?;
+    /// let mut w = db.writer()?;
+    /// for i in 0..100u64 {
+    ///     w.upsert(i, &[i as f32, 1.0], None)?;
+    ///     if i % 10 == 9 { w.commit()?; }
+    /// }
+    /// for i in (0..100).step_by(3) { w.delete(i)?; }
+    /// w.commit()?;
+    /// let report = w.compact(&CompactOptions::new(), &mut |_, _| {})?;
+    /// assert_eq!((report.segments_after, report.rows_dropped), (1, 34));
+    /// assert_eq!(db.search(&[5.2, 1.0], 1)?[0].id, 5);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] if changes are staged (commit or roll them
+    /// back first); [`Error::Corrupted`] if a segment to copy fails its
+    /// checksums (nothing is changed then); [`Error::Io`]. After an I/O error
+    /// the database refuses further commits until reopened, as after a
+    /// failed commit; its files are as before the compaction.
+    pub fn compact(
+        &mut self,
+        options: &CompactOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<CompactReport> {
+        if self.pending() > 0 {
+            return Err(Error::InvalidOptions {
+                what: "compact with uncommitted changes: commit or roll them back first",
+            });
+        }
+        let db = self.db.clone();
+        if db.failed.load(Ordering::Acquire) {
+            return Err(Error::WriterFailed);
+        }
+        let base = db.published.load();
+        let stats_before = Database::stats_of(&db, &base)?;
+        let force = options.m.is_some() || options.ef_construction.is_some();
+        let segments: Vec<(u64, usize, usize)> = base
+            .segments
+            .iter()
+            .map(|s| (s.segment.id(), s.segment.rows(), s.live))
+            .collect();
+        let planned = plan(
+            &segments,
+            base.growing.live,
+            options.target_segment_rows.max(1),
+            force,
+        );
+        let replaced: HashSet<u64> = planned.iter().flat_map(|p| p.from.clone()).collect();
+        let mut report = CompactReport {
+            segments_before: base.segments.len(),
+            segments_after: base.segments.len() - replaced.len()
+                + planned.iter().filter(|p| p.rows > 0).count(),
+            growing_rows_before: base.growing.live,
+            rows_dropped: planned.iter().map(|p| p.dropped).sum(),
+            bytes_before: stats_before.bytes_on_disk,
+            bytes_after: stats_before.bytes_on_disk,
+            generation: base.state.generation,
+            planned,
+        };
+        if options.dry_run || report.planned.is_empty() {
+            return Ok(report);
+        }
+        match self.compact_planned(&base, &report.planned, options, progress) {
+            Ok(state) => {
+                report.generation = state.state.generation;
+                db.published.publish(Arc::new(state));
+                report.bytes_after = Database::stats_of(&db, &db.published.load())?.bytes_on_disk;
+                Ok(report)
+            }
+            Err(e) => {
+                // A corrupt source is found before anything is written.
+                if !matches!(e, Error::Corrupted { .. }) {
+                    db.failed.store(true, Ordering::Release);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the planned segments, commits the switch, and returns the
+    /// snapshot after it (not yet published).
+    fn compact_planned(
+        &self,
+        base: &SnapshotState,
+        planned: &[PlannedSegment],
+        options: &CompactOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<SnapshotState> {
+        let db = &*self.db;
+        let dim = db.dim();
+        let mut params = db.graph_params();
+        params.m = options.m.unwrap_or(params.m);
+        params.ef_construction = options.ef_construction.unwrap_or(params.ef_construction);
+        // Check every source first, so that damage is reported before any
+        // file is written.
+        for view in &base.segments {
+            if planned.iter().any(|p| p.from.contains(&view.segment.id())) {
+                view.segment.verify()?;
+            }
+        }
+        let total: usize = planned.iter().map(|p| p.rows).sum();
+        let mut done = 0;
+        progress(done, total);
+        let mut state = base.state;
+        state.generation += 1;
+        let mut update = Update::default();
+        let mut written = Vec::new();
+        for p in planned {
+            update.segments_removed.extend(&p.from);
+            if p.rows == 0 {
+                continue;
+            }
+            let views: Vec<&SealedView> = base
+                .segments
+                .iter()
+                .filter(|s| p.from.contains(&s.segment.id()))
+                .collect();
+            let mut rows = merge::live_rows(&views, &HashSet::new())?;
+            if p.growing {
+                rows.extend(base.growing.live_rows(dim).map(|(_, id, v)| (id, v)));
+                update.growing_cleared = true;
+            }
+            let id = state.next_segment_id;
+            state.next_segment_id += 1;
+            let meta =
+                segment::write_segment(&*db.vfs, &db.dir, id, dim, db.scorer(), &params, &rows)?;
+            let seg = Segment::open(db.vfs.clone(), &db.dir, id, &meta, dim, db.metric())?;
+            seg.mark_verified();
+            update
+                .ids_set
+                .extend(rows.iter().enumerate().map(|(row, &(rid, _))| {
+                    let loc = Location {
+                        segment: id,
+                        row: row as u64,
+                    };
+                    (rid, loc)
+                }));
+            update.segments_added.push((id, meta));
+            written.push(seg);
+            done += rows.len();
+            progress(done, total);
+        }
+        update.state = state;
+        db.manifest.commit(&[], |_| Ok(update))?;
+        let reader = db.manifest.reader()?;
+
+        let removed: HashSet<u64> = planned.iter().flat_map(|p| p.from.clone()).collect();
+        let mut segments: Vec<SealedView> = Vec::with_capacity(base.segments.len());
+        for view in &base.segments {
+            if removed.contains(&view.segment.id()) {
+                view.segment.retire();
+            } else {
+                segments.push(view.clone());
+            }
+        }
+        // New ids are larger than every old one: the list stays sorted.
+        segments.extend(written.into_iter().map(|seg| SealedView {
+            deleted: Arc::new(Bitset::new(seg.rows())),
+            live: seg.rows(),
+            segment: Arc::new(seg),
+        }));
+        let growing = if planned.iter().any(|p| p.growing) {
+            GrowingView::default()
+        } else {
+            base.growing.clone()
+        };
+        Ok(SnapshotState {
+            state,
+            dim,
+            metric: base.metric,
+            segments,
+            growing,
+            reader,
+            scorer: base.scorer,
+            ef_search: base.ef_search,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_segments_and_growing_rows_pack_up_to_the_target() {
+        let segs = [(1, 100, 90), (2, 100, 100), (3, 50, 50)];
+        let p = plan(&segs, 20, 1000, false);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].from, vec![1, 2, 3]);
+        assert!(p[0].growing);
+        assert_eq!((p[0].rows, p[0].dropped), (260, 10));
+    }
+
+    #[test]
+    fn a_clean_segment_alone_in_its_group_is_left_as_it_is() {
+        let segs = [(1, 1000, 1000), (2, 10, 10), (3, 10, 5)];
+        let p = plan(&segs, 0, 1000, false);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].from, vec![2, 3]);
+        // Forced (new graph parameters): everything is rewritten.
+        assert_eq!(plan(&segs, 0, 1000, true).len(), 2);
+    }
+
+    #[test]
+    fn a_segment_with_deletes_is_cleaned_even_when_alone() {
+        let p = plan(&[(1, 100, 60)], 0, 50, false);
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].rows, p[0].dropped), (60, 40));
+    }
+
+    #[test]
+    fn fully_deleted_segments_are_dropped_without_a_replacement() {
+        let p = plan(&[(1, 100, 0)], 0, 1000, false);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].rows, 0);
+    }
+
+    #[test]
+    fn nothing_to_do_plans_nothing() {
+        assert!(plan(&[(1, 100, 100)], 0, 1000, false).is_empty());
+        assert!(plan(&[], 0, 1000, false).is_empty());
+    }
+}
