@@ -112,6 +112,7 @@ pub struct Options {
     pub(crate) m: usize,
     pub(crate) ef_construction: usize,
     pub(crate) ef_search: usize,
+    pub(crate) auto_merge: bool,
 }
 
 /// Default HNSW links per node and level (twice that at level 0).
@@ -141,6 +142,7 @@ impl Options {
             m: DEFAULT_M,
             ef_construction: DEFAULT_EF_CONSTRUCTION,
             ef_search: DEFAULT_EF_SEARCH,
+            auto_merge: true,
         }
     }
 
@@ -179,6 +181,16 @@ impl Options {
     /// larger is slower and more accurate. Default [`DEFAULT_EF_SEARCH`].
     pub fn ef_search(mut self, ef: usize) -> Self {
         self.ef_search = ef.max(1);
+        self
+    }
+
+    /// Whether commits that seal a segment merge it with the small segments
+    /// of its tier (see [`MERGE_FACTOR`](crate::MERGE_FACTOR)). Turn it off
+    /// to make bulk loads cheaper and leave merging to an offline
+    /// [`compact`](crate::compact); searches then get slower as segments pile
+    /// up. Default `true`.
+    pub fn auto_merge(mut self, on: bool) -> Self {
+        self.auto_merge = on;
         self
     }
 

@@ -541,6 +541,25 @@ impl Snapshot {
     pub fn contains(&self, id: u64) -> Result<bool> {
         Ok(self.state.reader.location(id)?.is_some())
     }
+
+    /// Every live id, sealed segments first (in segment and row order), then
+    /// the growing segment's. Reads the mapped id columns, not the manifest.
+    pub fn ids(&self) -> Vec<u64> {
+        let s = &self.state;
+        let mut ids = Vec::with_capacity(s.len());
+        for view in &s.segments {
+            ids.extend(
+                view.segment
+                    .ids()
+                    .iter()
+                    .enumerate()
+                    .filter(|(row, _)| !view.deleted.contains(*row))
+                    .map(|(_, &id)| id),
+            );
+        }
+        ids.extend(s.growing.live_rows(s.dim).map(|(_, id, _)| id));
+        ids
+    }
 }
 
 /// The current snapshot, swapped atomically by the writer.

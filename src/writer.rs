@@ -392,7 +392,11 @@ fn plan_commit(
                 (id, s.live - plan.tombstones.get(&id).map_or(0, Vec::len))
             })
             .collect();
-        let chosen = merge::choose(&existing, new_rows.len(), db.options.growing_threshold);
+        let chosen = if db.options.auto_merge {
+            merge::choose(&existing, new_rows.len(), db.options.growing_threshold)
+        } else {
+            Vec::new()
+        };
         let views: Vec<&SealedView> = base
             .segments
             .iter()

@@ -16,6 +16,7 @@ macro_rules! say {
 
 mod bench;
 mod commands;
+mod compact;
 mod demo;
 mod import;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Check every checksum and that the manifest and the files agree; exits
     /// 1 and names each bad file if anything is wrong.
     Verify(commands::VerifyArgs),
+    /// Rewrite the directory into fewer, cleaner segments (offline: takes
+    /// the directory's lock for the whole run).
+    Compact(compact::CompactArgs),
     /// Measure recall, queries per second and latency per ef and thread count.
     Bench(bench::BenchArgs),
     /// Build a database from a generated data set, search it, reopen it, and
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Delete(args) => commands::delete(&args),
         Command::Stats(args) => commands::stats(&args),
         Command::Verify(args) => commands::verify(&args),
+        Command::Compact(args) => compact::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Demo(args) => demo::run(&args).map(|()| Outcome::Done),
     };
