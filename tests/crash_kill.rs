@@ -1,5 +1,5 @@
-//! Kill tests: a child process commits in a loop and reports each commit it
-//! completed; the parent SIGKILLs it at random moments, reopens the directory
+//! Kill tests: a child process commits in a loop, compacting every eighth
+//! generation, and reports each generation it completed; the parent SIGKILLs it at random moments, reopens the directory
 //! and compares it with a model replayed from the same deterministic workload.
 //!
 //! Every reported commit must be present and exact, the interrupted one all or
@@ -9,7 +9,7 @@
 mod common;
 
 use common::Rng;
-use quiver::{Database, Metric, Options};
+use quiver::{CompactOptions, Database, Metric, Options};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -76,40 +76,57 @@ fn model_after(generation: u64) -> Model {
     model
 }
 
+/// Generation `g` is a compaction when `g` is a multiple of this, else the
+/// next commit of the workload.
+const COMPACT_EVERY: u64 = 8;
+
+/// Commits among the first `generation` generations.
+fn commits_in(generation: u64) -> u64 {
+    generation - generation / COMPACT_EVERY
+}
+
 /// The child's workload; a no-op unless the parent started this binary for it.
 #[test]
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    // Each completed commit is appended to the log with one unbuffered write.
+    // Each completed generation is appended to the log with one unbuffered write.
     let mut log = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
         .open(std::env::var(CHILD_LOG_ENV).unwrap())
         .unwrap();
     let db = Database::open(&dir, options()).unwrap();
-    let mut n = db.snapshot().generation();
-    let mut model = model_after(n);
+    let mut g = db.snapshot().generation();
+    let mut model = model_after(commits_in(g));
     let mut w = db.writer().unwrap();
     loop {
-        n += 1;
-        let (upserts, deletes) = commit_ops(n, &model);
-        for (id, row) in &upserts {
-            w.upsert(*id, &row.vector, row.payload.as_deref()).unwrap();
+        g += 1;
+        if g.is_multiple_of(COMPACT_EVERY) {
+            // Seven commits since the last compaction always leave growing
+            // rows to seal, so there is always something to rewrite.
+            let report = w.compact(&CompactOptions::new(), &mut |_, _| {}).unwrap();
+            assert_eq!(report.generation, g);
+        } else {
+            let n = commits_in(g);
+            let (upserts, deletes) = commit_ops(n, &model);
+            for (id, row) in &upserts {
+                w.upsert(*id, &row.vector, row.payload.as_deref()).unwrap();
+            }
+            for id in &deletes {
+                w.delete(*id).unwrap();
+            }
+            w.commit().unwrap();
+            for (id, row) in upserts {
+                model.insert(id, row);
+            }
+            for id in deletes {
+                model.remove(&id);
+            }
         }
-        for id in &deletes {
-            w.delete(*id).unwrap();
-        }
-        w.commit().unwrap();
-        log.write_all(format!("committed {n}\n").as_bytes())
+        log.write_all(format!("committed {g}\n").as_bytes())
             .unwrap();
-        for (id, row) in upserts {
-            model.insert(id, row);
-        }
-        for id in deletes {
-            model.remove(&id);
-        }
     }
 }
 
@@ -121,7 +138,7 @@ fn check(dir: &Path, reported: u64) -> u64 {
         "reported {reported} commits, found generation {generation}"
     );
     db.verify().unwrap();
-    let model = model_after(generation);
+    let model = model_after(commits_in(generation));
     assert_eq!(db.len(), model.len());
     for id in 0..ID_SPACE {
         let got = db.get(id).unwrap().map(|r| Row {
