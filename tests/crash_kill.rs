@@ -4,13 +4,16 @@
 //!
 //! Every reported commit must be present and exact, the interrupted one all or
 //! nothing, and every checksum must verify. `QUIVER_CRASH_ITERS` sets the
-//! number of kills (default 60).
+//! number of kills (default 1,000; `QUIVER_CRASH_ITERS=10000` is the long run).
+//! What the reopen cleans up tells where each kill landed (while writing a
+//! file, between its sync and the manifest commit, after a commit retired
+//! segments); the counts are printed.
 
 mod common;
 
 use common::Rng;
 use quiver::{CompactOptions, Database, Metric, Options};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -154,12 +157,61 @@ fn check(dir: &Path, reported: u64) -> u64 {
     generation
 }
 
+fn file_names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where kills landed, told from what the reopen cleaned up.
+#[derive(Debug, Default)]
+struct Phases {
+    /// A `.tmp` file was left: killed while writing a column or links file.
+    writing: u64,
+    /// Complete segment files newer than every committed segment: killed
+    /// between syncing them and the manifest commit.
+    before_commit: u64,
+    /// Files of segments older than a committed one: killed after a commit
+    /// retired them and before they were unlinked.
+    after_commit: u64,
+    /// The generation after the one found is a compaction.
+    compacting: u64,
+}
+
+impl Phases {
+    fn count(&mut self, before: &BTreeSet<String>, after: &BTreeSet<String>, found: u64) {
+        let id = |name: &str| {
+            let hex = name.strip_prefix("seg-")?.split('.').next()?;
+            u64::from_str_radix(hex, 16).ok()
+        };
+        let newest = after.iter().filter_map(|n| id(n)).max().unwrap_or(0);
+        let removed: Vec<&String> = before.difference(after).collect();
+        if removed.iter().any(|n| n.ends_with(".tmp")) {
+            self.writing += 1;
+        } else if removed.iter().any(|n| id(n).is_some_and(|i| i > newest)) {
+            self.before_commit += 1;
+        }
+        if removed
+            .iter()
+            .any(|n| !n.ends_with(".tmp") && id(n).is_some_and(|i| i <= newest))
+        {
+            self.after_commit += 1;
+        }
+        if (found + 1).is_multiple_of(COMPACT_EVERY) {
+            self.compacting += 1;
+        }
+    }
+}
+
 #[test]
 fn killed_writer_loses_no_reported_commit_and_shows_no_partial_one() {
     let iterations: u64 = std::env::var("QUIVER_CRASH_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(1000);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let exe = std::env::current_exe().unwrap();
@@ -167,6 +219,7 @@ fn killed_writer_loses_no_reported_commit_and_shows_no_partial_one() {
     let mut rng = Rng::new(0xC0FFEE);
     let mut generation = 0;
     let mut interrupted_commits = 0;
+    let mut phases = Phases::default();
     for _ in 0..iterations {
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
@@ -189,14 +242,19 @@ fn killed_writer_loses_no_reported_commit_and_shows_no_partial_one() {
             .unwrap_or(0)
             // A commit found durable after the last kill counts as reported.
             .max(generation);
+        let before = file_names(&dir);
         let found = check(&dir, reported);
+        phases.count(&before, &file_names(&dir), found);
         if found > reported {
             interrupted_commits += 1;
         }
         generation = found;
     }
     eprintln!(
-        "{iterations} kills, {generation} commits, {interrupted_commits} commits durable but unreported"
+        "{iterations} kills, {generation} generations, {interrupted_commits} durable but unreported; \
+         kills that left: {} partly written files (.tmp), {} synced files no commit named, \
+         {} files of segments a commit had retired; {} kills with a compaction next",
+        phases.writing, phases.before_commit, phases.after_commit, phases.compacting
     );
     assert!(
         generation > iterations,
