@@ -138,9 +138,32 @@ pub struct CompactReport {
 /// As [`Database::open_existing`] ([`Error::WriterBusy`] if another process
 /// has it open) and [`Writer::compact`].
 pub fn compact(dir: impl AsRef<Path>, options: &CompactOptions) -> Result<CompactReport> {
+    compact_with_progress(dir, options, &mut |_, _| {})
+}
+
+/// [`compact`], calling `progress(rows written, rows to write)` as it goes.
+/// After the segments, it also shrinks the manifest file to its live pages
+/// (which [`Writer::compact`], working under open snapshots, cannot).
+///
+/// # Errors
+/// As [`compact`].
+pub fn compact_with_progress(
+    dir: impl AsRef<Path>,
+    options: &CompactOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<CompactReport> {
     let db = Database::open_existing(dir)?;
     let mut writer = db.writer()?;
-    writer.compact(options, &mut |_, _| {})
+    let mut report = writer.compact(options, progress)?;
+    drop(writer);
+    if !options.dry_run && !report.planned.is_empty() {
+        let before = db.stats()?.manifest_bytes;
+        let after = db.compact_manifest()?;
+        if after > 0 {
+            report.bytes_after = report.bytes_after + after - before;
+        }
+    }
+    Ok(report)
 }
 
 /// Groups the sealed segments (id, rows, live) and the growing rows into the
@@ -267,7 +290,20 @@ impl Writer {
             Ok(state) => {
                 report.generation = state.state.generation;
                 db.published.publish(Arc::new(state));
-                report.bytes_after = Database::stats_of(&db, &db.published.load())?.bytes_on_disk;
+                // Committed: nothing after this may make the compaction an
+                // error. A manifest whose size cannot be read now counts with
+                // its size before.
+                let after = db.published.load();
+                let files: u64 = after
+                    .segments
+                    .iter()
+                    .map(|s| s.segment.column_len() + s.segment.links_len())
+                    .sum();
+                let manifest = db
+                    .manifest
+                    .file_len()
+                    .unwrap_or(stats_before.manifest_bytes);
+                report.bytes_after = files + manifest;
                 Ok(report)
             }
             Err(e) => {

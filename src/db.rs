@@ -235,7 +235,16 @@ impl Database {
         // Listed again under the lock: what the orphan sweep may remove.
         let names = vfs.list(&dir).map_err(io)?;
         let has_manifest = names.iter().any(|n| n == MANIFEST_FILE);
-        let manifest = Manifest::open(&*vfs, &dir.join(MANIFEST_FILE), !has_manifest)?;
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest = Manifest::open(&*vfs, &manifest_path, !has_manifest).inspect_err(|_| {
+            if !has_manifest {
+                // This open created the file and redb could not make it a
+                // database (it writes its magic number last): take it back, so
+                // that the directory is still empty and the next open creates
+                // the database instead of refusing a manifest without a magic.
+                let _ = vfs.remove(&manifest_path);
+            }
+        })?;
         let options = match (manifest.config()?, requested) {
             (None, None) => {
                 return Err(Error::NotADatabase {
@@ -416,6 +425,33 @@ impl Database {
         })
     }
 
+    /// Closes this handle and shrinks the manifest file to its live pages,
+    /// holding the directory lock throughout; returns the file's new length.
+    /// For the offline [`compact`](crate::compact), which owns the only
+    /// handle: with another clone or snapshot alive it changes nothing.
+    pub(crate) fn compact_manifest(self) -> Result<u64> {
+        let Ok(inner) = Arc::try_unwrap(self.inner) else {
+            return Ok(0);
+        };
+        let DbInner {
+            published,
+            mut manifest,
+            _lock,
+            ..
+        } = inner;
+        drop(published);
+        // Snapshots replaced by earlier commits hold read transactions until
+        // the epoch collector frees them; a few pins let it run.
+        for _ in 0..1000 {
+            if manifest.compact_file()? {
+                break;
+            }
+            crossbeam_epoch::pin().flush();
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        manifest.file_len()
+    }
+
     /// Checks the data checksums of every column and links file and every
     /// graph link (in parallel), and that the manifest and the files agree.
     ///
@@ -562,8 +598,13 @@ fn load_snapshot(
         };
         if orphan {
             let path = dir.join(name);
-            vfs.remove(&path).map_err(|e| Error::io(&path, e))?;
-            removed = true;
+            match vfs.remove(&path) {
+                Ok(()) => removed = true,
+                // Already gone: a retired segment of an earlier handle in this
+                // process can unlink its files after they were listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
         }
     }
     if removed {

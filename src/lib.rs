@@ -60,7 +60,7 @@ mod writer;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-pub use compact::{compact, CompactOptions, CompactReport, PlannedSegment};
+pub use compact::{compact, compact_with_progress, CompactOptions, CompactReport, PlannedSegment};
 pub use db::{Database, Stats};
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;

@@ -230,6 +230,17 @@ impl Manifest {
         self.file.len().map_err(|e| Error::io(&self.path, e))
     }
 
+    /// Rewrites the file without its free pages (redb's compaction).
+    /// Returns `false`, changing nothing, while a read transaction is open.
+    pub fn compact_file(&mut self) -> Result<bool> {
+        match self.db.compact() {
+            Ok(_) => Ok(true),
+            Err(redb::CompactionError::TransactionInProgress) => Ok(false),
+            Err(redb::CompactionError::Storage(e)) => Err(self.err(e)),
+            Err(e) => Err(Error::corrupted(&self.path, e.to_string())),
+        }
+    }
+
     fn err(&self, e: impl Into<redb::Error>) -> Error {
         Error::redb(&self.path, e)
     }

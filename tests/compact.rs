@@ -111,19 +111,18 @@ fn compaction_of_many_small_commits_keeps_every_row_and_shrinks_the_directory() 
     ids.sort_unstable();
     assert_eq!(ids, model.keys().copied().collect::<Vec<_>>());
 
-    // Segment files shrink by at least the share of rows that were dead.
+    // The directory shrinks by at least the share of rows that were dead.
     let dead_share = before.deleted_rows as f64 / (before.rows + before.deleted_rows) as f64;
-    let files = |s: &quiver::Stats| (s.column_bytes + s.links_bytes) as f64;
     assert!(
-        files(&after) <= files(&before) * (1.0 - dead_share),
-        "segment files {} -> {} bytes, dead share {dead_share:.2}",
-        files(&before),
-        files(&after)
+        after.bytes_on_disk as f64 <= before.bytes_on_disk as f64 * (1.0 - dead_share),
+        "{} -> {} bytes, dead share {dead_share:.2}",
+        before.bytes_on_disk,
+        after.bytes_on_disk
     );
-    assert!(
-        after.bytes_on_disk < before.bytes_on_disk,
-        "{before:?} {after:?}"
-    );
+    // The report's figure, taken before the reopen (which grows the redb
+    // file by a few pages).
+    let reported = report.bytes_after as f64;
+    assert!((reported - after.bytes_on_disk as f64).abs() < 0.05 * reported);
     let recall_after = recall_at_10(&db, &model);
     assert!(
         recall_after >= recall_before - 0.005,
