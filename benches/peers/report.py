@@ -138,7 +138,7 @@ def svg_plot(summary, title):
 
 def section(name, runs):
     spec, summary = SETS[name], summarise(runs)
-    quiver = [r["systems"]["quiver"].get("quiver", {}) for r in runs if "quiver" in r["systems"]]
+    quiver = [r["systems"]["quiver"]["quiver"] for r in runs if "quiver" in r["systems"].get("quiver", {})]
     svg = f"docs/img/{name}-recall-qps.svg"
     os.makedirs(os.path.join(ROOT, "docs/img"), exist_ok=True)
     with open(os.path.join(ROOT, svg), "w") as f:
