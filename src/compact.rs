@@ -241,8 +241,10 @@ impl Writer {
     /// [`Error::InvalidOptions`] if changes are staged (commit or roll them
     /// back first); [`Error::Corrupted`] if a segment to copy fails its
     /// checksums (nothing is changed then); [`Error::Io`]. After an I/O error
-    /// the database refuses further commits until reopened, as after a
-    /// failed commit; its files are as before the compaction.
+    /// once it has started writing, the database refuses further commits
+    /// until reopened, as after a failed commit, and the directory is as
+    /// before the compaction (or, if the manifest's own fsync failed,
+    /// possibly as after it: see [`Writer::commit`]).
     pub fn compact(
         &mut self,
         options: &CompactOptions,

@@ -214,9 +214,12 @@ impl Database {
                 }
             }
         }
+        // A new manifest is made under this name and renamed into place, so
+        // that a create killed half way leaves only this behind.
+        let creating = format!("{MANIFEST_FILE}{TMP_SUFFIX}");
         let is_database = |names: &[String]| {
             names.iter().any(|n| n == MANIFEST_FILE)
-                || (requested.is_some() && names.iter().all(|n| n == LOCK_FILE))
+                || (requested.is_some() && names.iter().all(|n| n == LOCK_FILE || *n == creating))
         };
         if !is_database(&vfs.list(&dir).map_err(io)?) {
             return Err(Error::NotADatabase {
@@ -236,15 +239,33 @@ impl Database {
         let names = vfs.list(&dir).map_err(io)?;
         let has_manifest = names.iter().any(|n| n == MANIFEST_FILE);
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest = Manifest::open(&*vfs, &manifest_path, !has_manifest).inspect_err(|_| {
-            if !has_manifest {
-                // This open created the file and redb could not make it a
-                // database (it writes its magic number last): take it back, so
-                // that the directory is still empty and the next open creates
-                // the database instead of refusing a manifest without a magic.
-                let _ = vfs.remove(&manifest_path);
+        let manifest = match (&requested, has_manifest) {
+            (_, true) => Manifest::open(&*vfs, &manifest_path, false)?,
+            (None, false) => {
+                return Err(Error::NotADatabase {
+                    path: dir,
+                    why: "it holds only the start of an interrupted create",
+                })
             }
-        })?;
+            (Some(options), false) => {
+                // Create and initialise under a temporary name, then rename:
+                // a crash or an error at any point leaves at most the
+                // temporary, which the next create replaces.
+                let temp = dir.join(&creating);
+                if names.contains(&creating) {
+                    vfs.remove(&temp).map_err(|e| Error::io(&temp, e))?;
+                }
+                // The manifest stays open across the rename (the handle
+                // follows the file), so that no close can fail unseen.
+                let mut new = Manifest::open(&*vfs, &temp, true)?;
+                new.initialise(options)?;
+                vfs.rename(&temp, &manifest_path)
+                    .map_err(|e| Error::io(&manifest_path, e))?;
+                vfs.sync_dir(&dir).map_err(io)?;
+                new.moved_to(manifest_path);
+                new
+            }
+        };
         let options = match (manifest.config()?, requested) {
             (None, None) => {
                 return Err(Error::NotADatabase {

@@ -230,6 +230,11 @@ impl Manifest {
         self.file.len().map_err(|e| Error::io(&self.path, e))
     }
 
+    /// Records that the file was renamed to `path` (for error messages).
+    pub fn moved_to(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     /// Rewrites the file without its free pages (redb's compaction).
     /// Returns `false`, changing nothing, while a read transaction is open.
     pub fn compact_file(&mut self) -> Result<bool> {

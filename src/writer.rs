@@ -207,7 +207,12 @@ impl Writer {
     /// # Errors
     /// [`Error::Io`] or [`Error::Corrupted`] from the disk. After a failed
     /// commit nothing of it is visible, and this database handle refuses
-    /// further commits with [`Error::WriterFailed`]: reopen it.
+    /// further commits with [`Error::WriterFailed`]: reopen it. The reopened
+    /// database holds the state before the commit, except when the error
+    /// came from the manifest's own fsync (or from redb trimming the file
+    /// after it): then, as after any failed fsync, the commit may have
+    /// reached the disk, and the reopened database holds the state before it
+    /// or the state after it, never a mixture.
     pub fn commit(&mut self) -> Result<CommitInfo> {
         if self.db.failed.load(Ordering::Acquire) {
             return Err(Error::WriterFailed);

@@ -451,3 +451,23 @@ fn stats_count_rows_segments_and_bytes() {
         s.column_bytes + s.links_bytes + s.manifest_bytes
     );
 }
+
+#[test]
+fn create_killed_before_the_manifest_was_renamed_opens_as_new() {
+    // What a create killed half way leaves: the lock and a partial temporary.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("LOCK"), b"").unwrap();
+    std::fs::write(tmp.path().join("quiver.redb.tmp"), b"\0\0partial").unwrap();
+    assert!(matches!(
+        Database::open_existing(tmp.path()),
+        Err(Error::NotADatabase { .. })
+    ));
+    let db = Database::open(tmp.path(), Options::new(2, Metric::L2)).unwrap();
+    let mut w = db.writer().unwrap();
+    w.upsert(1, &[1.0, 2.0], None).unwrap();
+    w.commit().unwrap();
+    drop((w, db));
+    assert!(!tmp.path().join("quiver.redb.tmp").exists());
+    let db = Database::open_existing(tmp.path()).unwrap();
+    assert_eq!(db.len(), 1);
+}
