@@ -49,7 +49,7 @@ def sh(cmd):
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def run_set(name, runs):
+def run_set(name, runs, systems):
     spec = SETS[name]
     if not os.path.exists(os.path.join(ROOT, spec["base"])):
         if "generate" not in spec:
@@ -59,7 +59,7 @@ def run_set(name, runs):
     for i in range(1, runs + 1):
         cmd = [sys.executable, "benches/peers/peers.py", "--base", spec["base"], "--queries", spec["queries"],
                "--metric", spec["metric"], "--quiver-cmd", "target/release/quiver bench",
-               "--json", f"target/bench/{name}-run{i}.json"]
+               "--systems", systems, "--json", f"target/bench/{name}-run{i}.json"]
         if spec["gt"]:
             cmd += ["--gt", spec["gt"]]
         sh(cmd)
@@ -219,12 +219,13 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--sets", default="debian50k,synth1m")
     p.add_argument("--no-run", action="store_true", help="only rewrite the docs from saved runs")
+    p.add_argument("--systems", default="hnswlib,faiss,usearch", help="peers to run beside Quiver")
     args = p.parse_args()
     sets = [s for s in args.sets.split(",") if s]
     if not args.no_run:
         sh(["cargo", "build", "--release", "--bin", "quiver"])
         for name in sets:
-            run_set(name, args.runs)
+            run_set(name, args.runs, args.systems)
     blocks = {}
     for name in SETS:
         paths = sorted(glob.glob(os.path.join(ROOT, f"target/bench/{name}-run*.json")))
