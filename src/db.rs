@@ -161,7 +161,8 @@ impl Database {
         options: Options,
     ) -> Result<Database> {
         options.validate()?;
-        Database::open_inner(vfs, dir.as_ref(), Some(options))
+        let verify = options.verify_on_open;
+        Database::open_inner(vfs, dir.as_ref(), Some(options), verify)
     }
 
     /// Opens an existing database with the dimension, metric and graph
@@ -184,12 +185,30 @@ impl Database {
     /// As [`Database::open`], and [`Error::NotADatabase`] if `dir` does not
     /// exist or holds no manifest (this never creates a database).
     pub fn open_existing(dir: impl AsRef<Path>) -> Result<Database> {
-        Database::open_inner(Arc::new(RealFs), dir.as_ref(), None)
+        Database::open_inner(Arc::new(RealFs), dir.as_ref(), None, false)
+    }
+
+    /// [`Database::open_existing`] that also checks, before anything is
+    /// read, every page checksum of the manifest (redb's integrity check,
+    /// which its normal reads skip) and every segment's data checksums, as
+    /// [`Options::verify_on_open`] does for [`Database::open`]. `quiver
+    /// verify` opens this way.
+    ///
+    /// # Errors
+    /// As [`Database::open_existing`]; damage anywhere is [`Error::Corrupted`]
+    /// naming the file.
+    pub fn open_existing_verified(dir: impl AsRef<Path>) -> Result<Database> {
+        Database::open_inner(Arc::new(RealFs), dir.as_ref(), None, true)
     }
 
     /// Opens `dir` with `requested` options, or with the stored ones if
     /// `None` (and then only an existing database).
-    fn open_inner(vfs: Arc<dyn Vfs>, dir: &Path, requested: Option<Options>) -> Result<Database> {
+    fn open_inner(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        requested: Option<Options>,
+        verify: bool,
+    ) -> Result<Database> {
         let dir = dir.to_path_buf();
         let io = |e| Error::io(&dir, e);
         match vfs.kind(&dir).map_err(io)? {
@@ -239,7 +258,7 @@ impl Database {
         let names = vfs.list(&dir).map_err(io)?;
         let has_manifest = names.iter().any(|n| n == MANIFEST_FILE);
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest = match (&requested, has_manifest) {
+        let mut manifest = match (&requested, has_manifest) {
             (_, true) => Manifest::open(&*vfs, &manifest_path, false)?,
             (None, false) => {
                 return Err(Error::NotADatabase {
@@ -262,7 +281,7 @@ impl Database {
                 vfs.rename(&temp, &manifest_path)
                     .map_err(|e| Error::io(&manifest_path, e))?;
                 vfs.sync_dir(&dir).map_err(io)?;
-                new.moved_to(manifest_path);
+                new.moved_to(manifest_path.clone());
                 new
             }
         };
@@ -274,6 +293,19 @@ impl Database {
                 })
             }
             (None, Some(options)) => {
+                // Only an interrupted create of an older version leaves a
+                // manifest without a config, and then no segment was ever
+                // written: segment files beside it mean the manifest is damaged
+                // (emptied, say), and taking it for new would sweep them away.
+                if names
+                    .iter()
+                    .any(|n| format::parse_segment_file_name(n).is_some())
+                {
+                    return Err(Error::corrupted(
+                        &manifest_path,
+                        "it holds no configuration but the directory holds segment files",
+                    ));
+                }
                 manifest.initialise(&options)?;
                 vfs.sync_dir(&dir).map_err(io)?;
                 options
@@ -307,6 +339,10 @@ impl Database {
                 options
             }
         };
+        let options = options.verify_on_open(verify);
+        if verify {
+            manifest.check_integrity()?;
+        }
         let kernels = kernels::select();
         let state = load_snapshot(&vfs, &dir, &manifest, &options, kernels, &names)?;
         Ok(Database {

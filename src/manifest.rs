@@ -209,14 +209,16 @@ pub struct Manifest {
 impl Manifest {
     /// Opens (or creates, if `create`) the manifest file at `path` through `vfs`.
     pub fn open(vfs: &dyn Vfs, path: &Path, create: bool) -> Result<Manifest> {
-        let file = vfs.open(path, create).map_err(|e| Error::io(path, e))?;
-        let db = redb::Builder::new()
-            .create_with_backend(RedbFile(file.clone()))
-            .map_err(|e| Error::redb(path, e))?;
-        Ok(Manifest {
-            db,
-            file,
-            path: path.to_path_buf(),
+        guarded(path, || {
+            let file = vfs.open(path, create).map_err(|e| Error::io(path, e))?;
+            let db = redb::Builder::new()
+                .create_with_backend(RedbFile(file.clone()))
+                .map_err(|e| Error::redb(path, e))?;
+            Ok(Manifest {
+                db,
+                file,
+                path: path.to_path_buf(),
+            })
         })
     }
 
@@ -230,6 +232,21 @@ impl Manifest {
         self.file.len().map_err(|e| Error::io(&self.path, e))
     }
 
+    /// Checks every page checksum and the allocator state (redb's integrity
+    /// check; its ordinary reads skip it). redb repairs what it can, and
+    /// either way damage is reported.
+    pub fn check_integrity(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        guarded(&path, || match self.db.check_integrity() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::corrupted(
+                &self.path,
+                "damaged pages were found (redb repaired what it could); restore it from a backup",
+            )),
+            Err(e) => Err(Error::redb(&self.path, e)),
+        })
+    }
+
     /// Records that the file was renamed to `path` (for error messages).
     pub fn moved_to(&mut self, path: PathBuf) {
         self.path = path;
@@ -238,12 +255,13 @@ impl Manifest {
     /// Rewrites the file without its free pages (redb's compaction).
     /// Returns `false`, changing nothing, while a read transaction is open.
     pub fn compact_file(&mut self) -> Result<bool> {
-        match self.db.compact() {
+        let path = self.path.clone();
+        guarded(&path, || match self.db.compact() {
             Ok(_) => Ok(true),
             Err(redb::CompactionError::TransactionInProgress) => Ok(false),
             Err(redb::CompactionError::Storage(e)) => Err(self.err(e)),
             Err(e) => Err(Error::corrupted(&self.path, e.to_string())),
-        }
+        })
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> Error {
@@ -252,158 +270,170 @@ impl Manifest {
 
     /// The stored options, or `None` for a manifest that was never initialised.
     pub fn config(&self) -> Result<Option<StoredConfig>> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = match tx.open_table(CONFIG) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.err(e)),
-        };
-        let get = |key: &str| -> Result<Option<u64>> {
-            Ok(table.get(key).map_err(|e| self.err(e))?.map(|v| v.value()))
-        };
-        // `initialise` writes the whole config in one transaction: a config table
-        // without a version is damage, not a database that was never set up.
-        let version = get("format_version")?
-            .ok_or_else(|| Error::corrupted(&self.path, "config has no format_version"))?;
-        if version == 0 {
-            return Err(Error::corrupted(&self.path, "format version 0"));
-        }
-        if version > u64::from(FORMAT_VERSION) {
-            return Err(Error::UnsupportedVersion {
-                file: self.path.clone(),
-                found: version,
-                supported: u64::from(FORMAT_VERSION),
-            });
-        }
-        let missing = |what: &str| Error::corrupted(&self.path, format!("config has no {what}"));
-        let dim = get("dim")?.ok_or_else(|| missing("dim"))?;
-        let metric = get("metric")?.ok_or_else(|| missing("metric"))?;
-        let metric = u32::try_from(metric)
-            .ok()
-            .and_then(Metric::from_code)
-            .ok_or_else(|| Error::corrupted(&self.path, format!("unknown metric code {metric}")))?;
-        let dim = usize::try_from(dim)
-            .ok()
-            .filter(|&d| d > 0 && d <= crate::options::MAX_DIM)
-            .ok_or_else(|| Error::corrupted(&self.path, format!("dimension {dim}")))?;
-        // Written since the command line's `create`; older databases lack
-        // them and use the caller's options.
-        let build = |key: &str| -> Result<Option<usize>> {
-            Ok(get(key)?.and_then(|v| usize::try_from(v).ok()))
-        };
-        Ok(Some(StoredConfig {
-            dim,
-            metric,
-            m: build("m")?,
-            ef_construction: build("ef_construction")?,
-        }))
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let table = match tx.open_table(CONFIG) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(self.err(e)),
+            };
+            let get = |key: &str| -> Result<Option<u64>> {
+                Ok(table.get(key).map_err(|e| self.err(e))?.map(|v| v.value()))
+            };
+            // `initialise` writes the whole config in one transaction: a config table
+            // without a version is damage, not a database that was never set up.
+            let version = get("format_version")?
+                .ok_or_else(|| Error::corrupted(&self.path, "config has no format_version"))?;
+            if version == 0 {
+                return Err(Error::corrupted(&self.path, "format version 0"));
+            }
+            if version > u64::from(FORMAT_VERSION) {
+                return Err(Error::UnsupportedVersion {
+                    file: self.path.clone(),
+                    found: version,
+                    supported: u64::from(FORMAT_VERSION),
+                });
+            }
+            let missing =
+                |what: &str| Error::corrupted(&self.path, format!("config has no {what}"));
+            let dim = get("dim")?.ok_or_else(|| missing("dim"))?;
+            let metric = get("metric")?.ok_or_else(|| missing("metric"))?;
+            let metric = u32::try_from(metric)
+                .ok()
+                .and_then(Metric::from_code)
+                .ok_or_else(|| {
+                    Error::corrupted(&self.path, format!("unknown metric code {metric}"))
+                })?;
+            let dim = usize::try_from(dim)
+                .ok()
+                .filter(|&d| d > 0 && d <= crate::options::MAX_DIM)
+                .ok_or_else(|| Error::corrupted(&self.path, format!("dimension {dim}")))?;
+            // Written since the command line's `create`; older databases lack
+            // them and use the caller's options.
+            let build = |key: &str| -> Result<Option<usize>> {
+                Ok(get(key)?.and_then(|v| usize::try_from(v).ok()))
+            };
+            Ok(Some(StoredConfig {
+                dim,
+                metric,
+                m: build("m")?,
+                ef_construction: build("ef_construction")?,
+            }))
+        })
     }
 
     /// Writes the config and empty tables of a new database.
     pub fn initialise(&self, options: &Options) -> Result<()> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        {
-            let mut config = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
-            let mut put = |k: &str, v: u64| config.insert(k, v).map(drop).map_err(|e| self.err(e));
-            put("format_version", u64::from(FORMAT_VERSION))?;
-            put("dim", options.dim as u64)?;
-            put("metric", u64::from(options.metric.code()))?;
-            put("m", options.m as u64)?;
-            put("ef_construction", options.ef_construction as u64)?;
-            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
-            state.insert("generation", 0).map_err(|e| self.err(e))?;
-            state
-                .insert("next_segment_id", 1)
-                .map_err(|e| self.err(e))?;
-            state
-                .insert("next_growing_row", 0)
-                .map_err(|e| self.err(e))?;
-            tx.open_table(SEGMENTS).map_err(|e| self.err(e))?;
-            tx.open_table(IDS).map_err(|e| self.err(e))?;
-            tx.open_table(TOMBSTONES).map_err(|e| self.err(e))?;
-            tx.open_table(GROWING).map_err(|e| self.err(e))?;
-            tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
-        }
-        tx.commit().map_err(|e| self.err(e))
+        guarded(&self.path, || {
+            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut config = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
+                let mut put =
+                    |k: &str, v: u64| config.insert(k, v).map(drop).map_err(|e| self.err(e));
+                put("format_version", u64::from(FORMAT_VERSION))?;
+                put("dim", options.dim as u64)?;
+                put("metric", u64::from(options.metric.code()))?;
+                put("m", options.m as u64)?;
+                put("ef_construction", options.ef_construction as u64)?;
+                let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+                state.insert("generation", 0).map_err(|e| self.err(e))?;
+                state
+                    .insert("next_segment_id", 1)
+                    .map_err(|e| self.err(e))?;
+                state
+                    .insert("next_growing_row", 0)
+                    .map_err(|e| self.err(e))?;
+                tx.open_table(SEGMENTS).map_err(|e| self.err(e))?;
+                tx.open_table(IDS).map_err(|e| self.err(e))?;
+                tx.open_table(TOMBSTONES).map_err(|e| self.err(e))?;
+                tx.open_table(GROWING).map_err(|e| self.err(e))?;
+                tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
+            }
+            tx.commit().map_err(|e| self.err(e))
+        })
     }
 
     /// Reads everything `open` needs.
     pub fn load(&self, dim: usize) -> Result<Loaded> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let state_table = tx.open_table(STATE).map_err(|e| self.err(e))?;
-        let get = |key: &str| -> Result<u64> {
-            state_table
-                .get(key)
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let state_table = tx.open_table(STATE).map_err(|e| self.err(e))?;
+            let get = |key: &str| -> Result<u64> {
+                state_table
+                    .get(key)
+                    .map_err(|e| self.err(e))?
+                    .map(|v| v.value())
+                    .ok_or_else(|| Error::corrupted(&self.path, format!("state has no {key}")))
+            };
+            let state = State {
+                generation: get("generation")?,
+                next_segment_id: get("next_segment_id")?,
+                next_growing_row: get("next_growing_row")?,
+            };
+            let mut segments = Vec::new();
+            for entry in tx
+                .open_table(SEGMENTS)
                 .map_err(|e| self.err(e))?
-                .map(|v| v.value())
-                .ok_or_else(|| Error::corrupted(&self.path, format!("state has no {key}")))
-        };
-        let state = State {
-            generation: get("generation")?,
-            next_segment_id: get("next_segment_id")?,
-            next_growing_row: get("next_growing_row")?,
-        };
-        let mut segments = Vec::new();
-        for entry in tx
-            .open_table(SEGMENTS)
-            .map_err(|e| self.err(e))?
-            .iter()
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = entry.map_err(|e| self.err(e))?;
-            let meta = SegmentMeta::decode(v.value()).map_err(|e| match e {
-                Some(what) => Error::corrupted(&self.path, what),
-                None => Error::UnsupportedVersion {
-                    file: self.path.clone(),
-                    found: u64::from(v.value()[0]),
-                    supported: u64::from(SEGMENT_META_VERSION),
-                },
-            })?;
-            segments.push((k.value(), meta));
-        }
-        let mut tombstones = Vec::new();
-        for entry in tx
-            .open_table(TOMBSTONES)
-            .map_err(|e| self.err(e))?
-            .iter()
-            .map_err(|e| self.err(e))?
-        {
-            tombstones.push(entry.map_err(|e| self.err(e))?.0.value());
-        }
-        let mut growing = Vec::new();
-        for entry in tx
-            .open_table(GROWING)
-            .map_err(|e| self.err(e))?
-            .iter()
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = entry.map_err(|e| self.err(e))?;
-            let (id, bytes) = v.value();
-            let vector = decode_vector(bytes, dim).ok_or_else(|| {
-                Error::corrupted(
-                    &self.path,
-                    format!("growing row {} has {} bytes", k.value(), bytes.len()),
-                )
-            })?;
-            growing.push(GrowingRow {
-                row: k.value(),
-                id,
-                vector,
-            });
-        }
-        Ok(Loaded {
-            state,
-            segments,
-            tombstones,
-            growing,
+                .iter()
+                .map_err(|e| self.err(e))?
+            {
+                let (k, v) = entry.map_err(|e| self.err(e))?;
+                let meta = SegmentMeta::decode(v.value()).map_err(|e| match e {
+                    Some(what) => Error::corrupted(&self.path, what),
+                    None => Error::UnsupportedVersion {
+                        file: self.path.clone(),
+                        found: u64::from(v.value()[0]),
+                        supported: u64::from(SEGMENT_META_VERSION),
+                    },
+                })?;
+                segments.push((k.value(), meta));
+            }
+            let mut tombstones = Vec::new();
+            for entry in tx
+                .open_table(TOMBSTONES)
+                .map_err(|e| self.err(e))?
+                .iter()
+                .map_err(|e| self.err(e))?
+            {
+                tombstones.push(entry.map_err(|e| self.err(e))?.0.value());
+            }
+            let mut growing = Vec::new();
+            for entry in tx
+                .open_table(GROWING)
+                .map_err(|e| self.err(e))?
+                .iter()
+                .map_err(|e| self.err(e))?
+            {
+                let (k, v) = entry.map_err(|e| self.err(e))?;
+                let (id, bytes) = v.value();
+                let vector = decode_vector(bytes, dim).ok_or_else(|| {
+                    Error::corrupted(
+                        &self.path,
+                        format!("growing row {} has {} bytes", k.value(), bytes.len()),
+                    )
+                })?;
+                growing.push(GrowingRow {
+                    row: k.value(),
+                    id,
+                    vector,
+                });
+            }
+            Ok(Loaded {
+                state,
+                segments,
+                tombstones,
+                growing,
+            })
         })
     }
 
     /// A read transaction on the latest commit, for a snapshot's point lookups.
     pub fn reader(&self) -> Result<Reader> {
-        Ok(Reader {
-            tx: self.db.begin_read().map_err(|e| self.err(e))?,
-            path: self.path.clone(),
+        guarded(&self.path, || {
+            Ok(Reader {
+                tx: self.db.begin_read().map_err(|e| self.err(e))?,
+                path: self.path.clone(),
+            })
         })
     }
 
@@ -413,21 +443,23 @@ impl Manifest {
     where
         F: FnOnce(&[Option<Location>]) -> Result<Update<'a>>,
     {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let before = {
-            let table = tx.open_table(IDS).map_err(|e| self.err(e))?;
-            ids.iter()
-                .map(|&id| {
-                    Ok(table.get(id).map_err(|e| self.err(e))?.map(|v| {
-                        let (segment, row) = v.value();
-                        Location { segment, row }
-                    }))
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
-        let update = plan(&before)?;
-        self.apply(&tx, &update)?;
-        tx.commit().map_err(|e| self.err(e))
+        guarded(&self.path, || {
+            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            let before = {
+                let table = tx.open_table(IDS).map_err(|e| self.err(e))?;
+                ids.iter()
+                    .map(|&id| {
+                        Ok(table.get(id).map_err(|e| self.err(e))?.map(|v| {
+                            let (segment, row) = v.value();
+                            Location { segment, row }
+                        }))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let update = plan(&before)?;
+            self.apply(&tx, &update)?;
+            tx.commit().map_err(|e| self.err(e))
+        })
     }
 
     fn apply(&self, tx: &redb::WriteTransaction, u: &Update<'_>) -> Result<()> {
@@ -516,32 +548,56 @@ impl Reader {
 
     /// Where `id` lives, if it is live.
     pub fn location(&self, id: u64) -> Result<Option<Location>> {
-        let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
-        let found = table.get(id).map_err(|e| self.err(e))?;
-        Ok(found.map(|v| {
-            let (segment, row) = v.value();
-            Location { segment, row }
-        }))
+        guarded(&self.path, || {
+            let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
+            let found = table.get(id).map_err(|e| self.err(e))?;
+            Ok(found.map(|v| {
+                let (segment, row) = v.value();
+                Location { segment, row }
+            }))
+        })
     }
 
     /// Calls `f` with every live id and its location, in id order, stopping
     /// at the first error `f` returns.
     pub fn for_each_location(&self, mut f: impl FnMut(u64, Location) -> Result<()>) -> Result<()> {
-        let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
-        for entry in table.iter().map_err(|e| self.err(e))? {
-            let (id, loc) = entry.map_err(|e| self.err(e))?;
-            let (segment, row) = loc.value();
-            f(id.value(), Location { segment, row })?;
-        }
-        Ok(())
+        guarded(&self.path, || {
+            let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
+            for entry in table.iter().map_err(|e| self.err(e))? {
+                let (id, loc) = entry.map_err(|e| self.err(e))?;
+                let (segment, row) = loc.value();
+                f(id.value(), Location { segment, row })?;
+            }
+            Ok(())
+        })
     }
 
     /// The payload of `id`, if it has one.
     pub fn payload(&self, id: u64) -> Result<Option<Vec<u8>>> {
-        let table = self.tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
-        let found = table.get(id).map_err(|e| self.err(e))?;
-        Ok(found.map(|v| v.value().to_vec()))
+        guarded(&self.path, || {
+            let table = self.tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
+            let found = table.get(id).map_err(|e| self.err(e))?;
+            Ok(found.map(|v| v.value().to_vec()))
+        })
     }
+}
+
+/// Runs `f`, turning a panic inside redb into [`Error::Corrupted`] naming
+/// `path`: redb checks page checksums only in its integrity check, and some
+/// damaged pages make it panic (an invalid page type, a malformed allocator
+/// state) instead of returning an error. Quiver promises an error.
+fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Err(Error::corrupted(
+            path,
+            format!("reading it failed inside redb ({why}); restore it from a backup"),
+        ))
+    })
 }
 
 /// Decodes little-endian f32 bytes of a `dim`-vector.

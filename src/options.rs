@@ -155,8 +155,12 @@ impl Options {
     }
 
     /// Check every segment's data checksums and graph links (column and links
-    /// files) during `open` instead of on the first search that reads them. Either way a damaged file is never served;
-    /// eager checking makes `open` cost a read of every byte. Default `false`.
+    /// files) during `open` instead of on the first search that reads them,
+    /// and run redb's integrity check over the manifest's pages, which its
+    /// ordinary reads do not checksum. Eager checking makes `open` cost a read
+    /// of every byte. Default `false`: segment files are still checked before
+    /// they are first served, but damage inside `quiver.redb` pages is then
+    /// found only by this check or `quiver verify`.
     pub fn verify_on_open(mut self, on: bool) -> Self {
         self.verify_on_open = on;
         self

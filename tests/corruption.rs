@@ -209,3 +209,912 @@ fn missing_links_file_is_reported_as_corruption() {
     std::fs::remove_file(&links).unwrap();
     assert_corrupted_naming(Database::open(tmp.path(), options()), &links);
 }
+
+// ---------------------------------------------------------------------------
+// The damage sweep: every file kind, many kinds of damage, every answer checked.
+//
+// Each case damages one file of a small database (two sealed segments with
+// upper graph levels, tombstones, growing rows and payloads), then opens it,
+// runs `verify` and `check`, searches (graph and exact) and gets every id.
+// Each call must either fail with a typed error naming a file the damage can
+// explain, or give exactly the answers of the undamaged database. A case
+// whose damage the format checks must be refused by `open` or `verify`; a
+// case whose damage the format leaves unchecked must be harmless. Panics are
+// caught and reported as failures. `--nocapture` shows the counts.
+
+mod common;
+
+use common::Rng;
+use quiver::{Hit, Record, SearchParams};
+use redb::ReadableTable;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+const SEGMENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("segments");
+const MANIFEST: &str = "quiver.redb";
+const SWEEP_DIM: usize = 4;
+
+/// A temporary directory in memory if the machine has one: the sweep opens
+/// thousands of databases, and redb syncs at each close.
+fn sweep_tempdir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(dir) = tempfile::tempdir_in(shm) {
+            return dir;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
+fn sweep_options() -> Options {
+    Options::new(SWEEP_DIM, Metric::L2)
+        .growing_threshold(40)
+        .m(4)
+        .ef_construction(32)
+}
+
+/// What one vector id holds in the model: its vector and payload.
+type Model = BTreeMap<u64, (Vec<f32>, Option<Vec<u8>>)>;
+
+/// Everything the undamaged database answers, to compare damaged ones with.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Answers {
+    len: usize,
+    graph: Vec<Vec<Hit>>,
+    exact: Vec<Vec<Hit>>,
+    gets: Vec<(u64, Option<Record>)>,
+}
+
+/// A small database, its bytes, and a working copy the cases damage.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    /// Every file of the database as the last commit left it.
+    pristine: Vec<(String, Vec<u8>)>,
+    queries: Vec<Vec<f32>>,
+    /// Live ids, deleted ids and one never used, in that order.
+    probe_ids: Vec<u64>,
+    answers: Answers,
+    /// Sealed segment ids.
+    segments: Vec<u64>,
+    /// Open with `Options::verify_on_open` (which also runs redb's integrity
+    /// check over the manifest's pages).
+    verify_on_open: bool,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = sweep_tempdir();
+        let built = tmp.path().join("built");
+        let mut rng = Rng::new(0x5eed);
+        let mut model = Model::new();
+        {
+            let db = Database::open(&built, sweep_options()).unwrap();
+            let mut w = db.writer().unwrap();
+            // Two commits at the threshold seal segments 1 and 2; the third
+            // leaves tombstones in both and rows in the growing segment.
+            for ids in [0..48u64, 100..145] {
+                for id in ids {
+                    let v = rng.vector(SWEEP_DIM);
+                    let payload = (id % 3 == 0).then(|| format!("payload {id}").into_bytes());
+                    w.upsert(id, &v, payload.as_deref()).unwrap();
+                    model.insert(id, (v, payload));
+                }
+                assert!(w.commit().unwrap().sealed.is_some());
+            }
+            for id in [0, 1, 2, 17, 30, 120] {
+                w.delete(id).unwrap();
+                model.remove(&id);
+            }
+            for id in [100, 101, 200, 201, 202, 203, 204, 205, 206, 207, 208] {
+                let v = rng.vector(SWEEP_DIM);
+                let payload = (id % 2 == 0).then(|| vec![id as u8; 3]);
+                w.upsert(id, &v, payload.as_deref()).unwrap();
+                model.insert(id, (v, payload));
+            }
+            assert!(w.commit().unwrap().sealed.is_none());
+        }
+        let mut pristine: Vec<(String, Vec<u8>)> = std::fs::read_dir(&built)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        pristine.sort();
+        let segments: Vec<u64> = pristine
+            .iter()
+            .filter_map(|(n, _)| n.strip_suffix(".col"))
+            .map(|n| u64::from_str_radix(&n["seg-".len()..], 16).unwrap())
+            .collect();
+        assert_eq!(segments, [1, 2]);
+
+        let queries: Vec<Vec<f32>> = (0..4).map(|_| rng.vector(SWEEP_DIM)).collect();
+        let mut probe_ids: Vec<u64> = model.keys().copied().collect();
+        probe_ids.extend([0, 17, 120, 9_999]);
+        let work = tmp.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let mut fixture = Fixture {
+            _tmp: tmp,
+            work,
+            pristine,
+            queries,
+            probe_ids,
+            answers: Answers::default(),
+            segments,
+            verify_on_open: false,
+        };
+        fixture.reset();
+        let db = Database::open(&fixture.work, sweep_options()).unwrap();
+        db.verify().unwrap();
+        assert!(db.check().is_empty());
+        fixture.answers = fixture.ask(&db).unwrap();
+        drop(db);
+
+        // The undamaged answers are the model's.
+        let a = &fixture.answers;
+        assert_eq!(a.len, model.len());
+        for (id, got) in &a.gets {
+            let want = model.get(id).map(|(v, p)| Record {
+                vector: v.clone(),
+                payload: p.clone(),
+            });
+            assert_eq!(got, &want, "get({id})");
+        }
+        let rows: Vec<(u64, Vec<f32>)> = model.iter().map(|(id, r)| (*id, r.0.clone())).collect();
+        for (q, hits) in fixture.queries.iter().zip(&a.exact) {
+            let want: Vec<u64> = common::brute_force(Metric::L2, &rows, q, 20)
+                .iter()
+                .map(|h| h.0)
+                .collect();
+            assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), want);
+        }
+        fixture
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.work.join(name)
+    }
+
+    fn bytes(&self, name: &str) -> &[u8] {
+        &self.pristine.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// Makes the working copy the undamaged database again.
+    fn reset(&self) {
+        for entry in std::fs::read_dir(&self.work).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !self.pristine.iter().any(|(n, _)| *n == name) {
+                std::fs::remove_file(entry.path()).unwrap();
+            }
+        }
+        for (name, bytes) in &self.pristine {
+            std::fs::write(self.work.join(name), bytes).unwrap();
+        }
+    }
+
+    /// Writes `bytes` as the working copy's file `name`.
+    fn damage(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.path(name), bytes).unwrap();
+    }
+
+    /// Every read the sweep compares; the first error stops it.
+    fn ask(&self, db: &Database) -> quiver::Result<Answers> {
+        let mut graph = Vec::new();
+        let mut exact = Vec::new();
+        for q in &self.queries {
+            graph.push(db.search(q, 10)?);
+            exact.push(db.search_with(q, &SearchParams::new(20).exact(true))?);
+        }
+        let gets = self
+            .probe_ids
+            .iter()
+            .map(|&id| Ok((id, db.get(id)?)))
+            .collect::<quiver::Result<_>>()?;
+        Ok(Answers {
+            len: db.len(),
+            graph,
+            exact,
+            gets,
+        })
+    }
+
+    /// Runs one case on the damaged working copy, then resets it.
+    fn run(&self, case: &str, expect: Expect, blame: &Blame, tally: &mut Tally) {
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.judge(blame)));
+        self.reset();
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(format!("panicked: {msg}"))
+            }
+        };
+        tally.cases += 1;
+        match (outcome, expect) {
+            (Err(why), _) => tally.failures.push(format!("{case}: {why}")),
+            (Ok(Outcome::Harmless), Expect::Refused) => tally.failures.push(format!(
+                "{case}: damage the format checks went unnoticed (the answers were right)"
+            )),
+            (Ok(Outcome::Refused { .. }), Expect::Harmless) => tally
+                .failures
+                .push(format!("{case}: damage the format ignores was refused")),
+            (
+                Ok(Outcome::Refused {
+                    by: Stage::Read, ..
+                }),
+                Expect::Refused,
+            ) => tally.failures.push(format!(
+                "{case}: verify passed, but reads found the damage it should have"
+            )),
+            (Ok(Outcome::Harmless), _) => tally.harmless += 1,
+            (Ok(Outcome::Refused { by, named }), _) => {
+                match by {
+                    Stage::Open => tally.at_open += 1,
+                    Stage::Verify => tally.by_verify += 1,
+                    Stage::Read => tally.by_reads += 1,
+                }
+                *tally.named.entry(named).or_default() += 1;
+            }
+        }
+    }
+
+    /// Opens the working copy and checks every answer against the undamaged
+    /// database's; `Err` describes a wrong answer or an unexpected error.
+    fn judge(&self, blame: &Blame) -> Result<Outcome, String> {
+        let refused = |call: &str, e: &Error| -> Result<String, String> {
+            blame
+                .names(e)
+                .ok_or_else(|| format!("{call} returned an unexpected error: {e:?}"))
+        };
+        let options = sweep_options().verify_on_open(self.verify_on_open);
+        let db = match Database::open(&self.work, options) {
+            Ok(db) => db,
+            Err(e) => {
+                return Ok(Outcome::Refused {
+                    by: Stage::Open,
+                    named: refused("open", &e)?,
+                })
+            }
+        };
+        let verified = db.verify();
+        let problems = db.check();
+        if verified.is_ok() != problems.is_empty() {
+            return Err(format!("verify {verified:?} but check {problems:?}"));
+        }
+        let mut verify_named: Option<String> = None;
+        for e in verified.err().iter().chain(&problems) {
+            let named = refused("verify or check", e)?;
+            verify_named.get_or_insert(named);
+        }
+        // Each read on its own: an error is fine, a wrong answer is not.
+        let a = &self.answers;
+        let mut read_named: Option<String> = None;
+        let mut compare = |call: String, got: quiver::Result<bool>| -> Result<(), String> {
+            match got {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("{call} gave a wrong answer")),
+                Err(e) => {
+                    let named = refused(&call, &e)?;
+                    read_named.get_or_insert(named);
+                    Ok(())
+                }
+            }
+        };
+        compare("len".into(), Ok(db.len() == a.len))?;
+        for (i, q) in self.queries.iter().enumerate() {
+            compare(
+                format!("search {i}"),
+                db.search(q, 10).map(|h| h == a.graph[i]),
+            )?;
+            compare(
+                format!("exact search {i}"),
+                db.search_with(q, &SearchParams::new(20).exact(true))
+                    .map(|h| h == a.exact[i]),
+            )?;
+        }
+        for (id, want) in &a.gets {
+            compare(format!("get({id})"), db.get(*id).map(|r| r == *want))?;
+        }
+        Ok(match (verify_named, read_named) {
+            (Some(named), _) => Outcome::Refused {
+                by: Stage::Verify,
+                named,
+            },
+            (None, Some(named)) => Outcome::Refused {
+                by: Stage::Read,
+                named,
+            },
+            (None, None) => Outcome::Harmless,
+        })
+    }
+}
+
+/// What a case must end in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The format checks these bytes: `open` or `verify` must refuse.
+    Refused,
+    /// The format ignores these bytes: every answer must be right.
+    Harmless,
+    /// Either (redb's own pages, whose free space nothing reads).
+    Either,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    /// A call failed; `named` is the file its error named.
+    Refused { by: Stage, named: String },
+    /// Everything succeeded with the undamaged answers.
+    Harmless,
+}
+
+/// The first call that reported the damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Open,
+    /// `verify` and `check`.
+    Verify,
+    /// Only a search or a get, after `verify` passed.
+    Read,
+}
+
+/// Which errors a case's damage can explain.
+struct Blame {
+    /// Files a `Corrupted` or `UnsupportedVersion` may name.
+    files: Vec<PathBuf>,
+    /// Whether other typed errors about the manifest are fine too (damage
+    /// inside redb's pages can turn into an I/O error or a changed config).
+    manifest_errors: bool,
+}
+
+impl Blame {
+    fn file(path: PathBuf) -> Blame {
+        Blame {
+            files: vec![path],
+            manifest_errors: false,
+        }
+    }
+
+    /// The file name `e` names, if the damage explains `e`.
+    fn names(&self, e: &Error) -> Option<String> {
+        let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+        match e {
+            Error::Corrupted { file, .. } | Error::UnsupportedVersion { file, .. }
+                if self.files.contains(file) =>
+            {
+                Some(name(file))
+            }
+            Error::Io { path, .. } if self.manifest_errors && path.ends_with(MANIFEST) => {
+                Some(format!("{} (I/O error)", name(path)))
+            }
+            Error::OptionsMismatch { .. } if self.manifest_errors => {
+                Some("options mismatch".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Outcomes of one class of damage.
+#[derive(Debug, Default)]
+struct Tally {
+    cases: usize,
+    at_open: usize,
+    by_verify: usize,
+    by_reads: usize,
+    harmless: usize,
+    /// How often each file (or error) was named by a refusal.
+    named: BTreeMap<String, usize>,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn summary(&self, what: &str) -> String {
+        let mut s = format!(
+            "{} {what}: {} refused at open, {} by verify",
+            self.cases, self.at_open, self.by_verify
+        );
+        if self.by_reads > 0 {
+            s += &format!(", {} only by reads", self.by_reads);
+        }
+        s += &format!(", {} harmless", self.harmless);
+        if !self.failures.is_empty() {
+            s += &format!(", {} FAILED", self.failures.len());
+        }
+        s
+    }
+}
+
+/// Prints one line per file kind and fails with every failure found.
+fn report(kind: &str, parts: &[(&str, &Tally)]) {
+    let line: Vec<String> = parts.iter().map(|(what, t)| t.summary(what)).collect();
+    eprintln!("{kind}: {}", line.join("; "));
+    let mut named = BTreeMap::<&str, usize>::new();
+    for (_, t) in parts {
+        for (file, n) in &t.named {
+            *named.entry(file).or_default() += n;
+        }
+    }
+    eprintln!("{kind}: refusals named {named:?}");
+    let failures: Vec<&String> = parts.iter().flat_map(|(_, t)| &t.failures).collect();
+    assert!(
+        failures.is_empty(),
+        "{kind}: {} cases failed; the first ones:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(20)
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Non-zero xor masks: a low bit, a high bit, every bit.
+const MASKS: [u8; 3] = [0x01, 0x80, 0xff];
+
+/// Flips each header byte of `name` with each mask.
+fn sweep_header(fx: &Fixture, name: &str, header_len: usize, tally: &mut Tally) {
+    let good = fx.bytes(name).to_vec();
+    for at in 0..header_len {
+        for mask in MASKS {
+            let mut bad = good.clone();
+            bad[at] ^= mask;
+            fx.damage(name, &bad);
+            let case = format!("{name} header byte {at} ^ {mask:#04x}");
+            fx.run(&case, Expect::Refused, &Blame::file(fx.path(name)), tally);
+        }
+    }
+}
+
+/// Flips `count` seeded random bytes of `name` inside `region`, one per case.
+fn sweep_region(
+    fx: &Fixture,
+    name: &str,
+    region: std::ops::Range<usize>,
+    count: usize,
+    rng: &mut Rng,
+    tally: &mut Tally,
+) {
+    assert!(!region.is_empty(), "{name}: empty region");
+    let good = fx.bytes(name).to_vec();
+    for _ in 0..count {
+        let at = region.start + rng.below(region.len() as u64) as usize;
+        let mask = (rng.below(255) + 1) as u8;
+        let mut bad = good.clone();
+        bad[at] ^= mask;
+        fx.damage(name, &bad);
+        let case = format!("{name} byte {at} ^ {mask:#04x}");
+        fx.run(&case, Expect::Refused, &Blame::file(fx.path(name)), tally);
+    }
+}
+
+/// Cuts `name` at each length, then appends each kind of garbage to it.
+fn sweep_length(
+    fx: &Fixture,
+    name: &str,
+    lengths: &[usize],
+    expect: Expect,
+    blame: &Blame,
+    truncations: &mut Tally,
+    appends: &mut Tally,
+) {
+    let good = fx.bytes(name).to_vec();
+    for &len in lengths {
+        assert!(len < good.len());
+        fx.damage(name, &good[..len]);
+        fx.run(&format!("{name} cut to {len}"), expect, blame, truncations);
+    }
+    let mut rng = Rng::new(7);
+    let garbage: [Vec<u8>; 5] = [
+        vec![0],
+        b"garbage!".to_vec(),
+        vec![0; 64],
+        (0..4096).map(|_| rng.next_u64() as u8).collect(),
+        good.clone(),
+    ];
+    for tail in garbage {
+        let mut bad = good.clone();
+        bad.extend_from_slice(&tail);
+        fx.damage(name, &bad);
+        let case = format!("{name} with {} bytes appended", tail.len());
+        fx.run(&case, expect, blame, appends);
+    }
+}
+
+fn column_name(segment: u64) -> String {
+    format!("seg-{segment:016x}.col")
+}
+
+fn links_name(segment: u64) -> String {
+    format!("seg-{segment:016x}.hnsw")
+}
+
+fn le_u64(b: &[u8], at: usize) -> usize {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize
+}
+
+#[test]
+fn damaged_column_files_are_never_served() {
+    let fx = Fixture::new();
+    let (mut header, mut vectors, mut ids) = Default::default();
+    let (mut cut, mut appended) = Default::default();
+    let mut rng = Rng::new(0xc01);
+    for &segment in &fx.segments {
+        let name = column_name(segment);
+        sweep_header(&fx, &name, 64, &mut header);
+        let bytes = fx.bytes(&name);
+        let ids_at = le_u64(bytes, 40);
+        let len = bytes.len();
+        sweep_region(&fx, &name, 64..ids_at, 150, &mut rng, &mut vectors);
+        sweep_region(&fx, &name, ids_at..len, 100, &mut rng, &mut ids);
+        let lengths = [0, 1, 8, 63, 64, 65, ids_at, len / 2, len - 8, len - 1];
+        let blame = Blame::file(fx.path(&name));
+        sweep_length(
+            &fx,
+            &name,
+            &lengths,
+            Expect::Refused,
+            &blame,
+            &mut cut,
+            &mut appended,
+        );
+    }
+    report(
+        "column",
+        &[
+            ("header flips", &header),
+            ("vector-region flips", &vectors),
+            ("id-region flips", &ids),
+            ("truncations", &cut),
+            ("appends", &appended),
+        ],
+    );
+}
+
+#[test]
+fn damaged_links_files_are_never_searched() {
+    let fx = Fixture::new();
+    let (mut header, mut level0, mut index, mut upper, mut padding) = Default::default();
+    let (mut cut, mut appended) = Default::default();
+    let mut rng = Rng::new(0x11c);
+    for &segment in &fx.segments {
+        let name = links_name(segment);
+        sweep_header(&fx, &name, 128, &mut header);
+        let b = fx.bytes(&name);
+        let len = b.len();
+        let level0_end = 128 + le_u64(b, 48);
+        let (index_at, index_len) = (le_u64(b, 56), le_u64(b, 64));
+        let links_at = le_u64(b, 72);
+        assert_eq!(links_at + le_u64(b, 80), len);
+        assert!(index_len > 0, "{name} should have upper levels");
+        sweep_region(&fx, &name, 128..level0_end, 125, &mut rng, &mut level0);
+        sweep_region(
+            &fx,
+            &name,
+            index_at..index_at + index_len,
+            50,
+            &mut rng,
+            &mut index,
+        );
+        sweep_region(&fx, &name, links_at..len, 75, &mut rng, &mut upper);
+        for gap in [level0_end..index_at, index_at + index_len..links_at] {
+            if !gap.is_empty() {
+                sweep_region(&fx, &name, gap, 10, &mut rng, &mut padding);
+            }
+        }
+        let lengths = [
+            0,
+            1,
+            8,
+            127,
+            128,
+            129,
+            level0_end,
+            links_at,
+            len - 4,
+            len - 1,
+        ];
+        let blame = Blame::file(fx.path(&name));
+        sweep_length(
+            &fx,
+            &name,
+            &lengths,
+            Expect::Refused,
+            &blame,
+            &mut cut,
+            &mut appended,
+        );
+    }
+    report(
+        "links",
+        &[
+            ("header flips", &header),
+            ("level-0 flips", &level0),
+            ("upper-index flips", &index),
+            ("upper-links flips", &upper),
+            ("padding flips", &padding),
+            ("truncations", &cut),
+            ("appends", &appended),
+        ],
+    );
+}
+
+/// Rewrites the `segments` record of `segment` in the working copy's
+/// manifest through redb, as `edit` changes it.
+fn rewrite_record(fx: &Fixture, segment: u64, edit: impl FnOnce(&mut Vec<u8>)) {
+    let db = redb::Database::open(fx.path(MANIFEST)).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let mut table = tx.open_table(SEGMENTS).unwrap();
+        let mut record = table.get(segment).unwrap().unwrap().value().to_vec();
+        edit(&mut record);
+        table.insert(segment, record.as_slice()).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn damaged_segment_records_are_refused_unless_the_field_is_unchecked() {
+    let fx = Fixture::new();
+    let (mut checked, mut unchecked, mut resized) = Default::default();
+    for &segment in &fx.segments {
+        // A record's damage shows as a disagreement with the files it names.
+        let blame = Blame {
+            files: vec![
+                fx.path(MANIFEST),
+                fx.path(&column_name(segment)),
+                fx.path(&links_name(segment)),
+            ],
+            manifest_errors: false,
+        };
+        for at in 0..37 {
+            for mask in MASKS {
+                rewrite_record(&fx, segment, |r| r[at] ^= mask);
+                let case = format!("segment {segment} record byte {at} ^ {mask:#04x}");
+                // Bytes 33..37 hold ef_construction, which nothing checks.
+                if at < 33 {
+                    fx.run(&case, Expect::Refused, &blame, &mut checked);
+                } else {
+                    fx.run(&case, Expect::Harmless, &blame, &mut unchecked);
+                }
+            }
+        }
+        for len in [0, 1, 17, 36, 38, 64] {
+            rewrite_record(&fx, segment, |r| r.resize(len, 0));
+            let case = format!("segment {segment} record of {len} bytes");
+            fx.run(
+                &case,
+                Expect::Refused,
+                &Blame::file(fx.path(MANIFEST)),
+                &mut resized,
+            );
+        }
+    }
+    report(
+        "manifest record",
+        &[
+            ("flips of checked fields", &checked),
+            ("flips of ef_construction", &unchecked),
+            ("resized records", &resized),
+        ],
+    );
+}
+
+#[test]
+fn lock_file_contents_do_not_matter() {
+    let fx = Fixture::new();
+    let mut tally = Tally::default();
+    let mut rng = Rng::new(0x10c);
+    let blame = Blame::file(fx.path("LOCK"));
+    for len in [1, 7, 64, 4096, 1 << 20] {
+        let garbage: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        fx.damage("LOCK", &garbage);
+        fx.run(
+            &format!("LOCK of {len} random bytes"),
+            Expect::Harmless,
+            &blame,
+            &mut tally,
+        );
+    }
+    fx.damage("LOCK", fx.bytes(MANIFEST));
+    fx.run(
+        "LOCK holding a manifest",
+        Expect::Harmless,
+        &blame,
+        &mut tally,
+    );
+    std::fs::remove_file(fx.path("LOCK")).unwrap();
+    fx.run("LOCK missing", Expect::Harmless, &blame, &mut tally);
+    report("lock", &[("garbage LOCK files", &tally)]);
+}
+
+/// What damage inside redb can explain: a `Corrupted` naming the manifest,
+/// or naming a segment file whose record no longer matches it, an I/O error
+/// on the manifest, or a changed config.
+fn manifest_blame(fx: &Fixture) -> Blame {
+    let mut files = vec![fx.path(MANIFEST)];
+    for &segment in &fx.segments {
+        files.push(fx.path(&column_name(segment)));
+        files.push(fx.path(&links_name(segment)));
+    }
+    Blame {
+        files,
+        manifest_errors: true,
+    }
+}
+
+/// redb checks its page checksums only in its integrity check, not on
+/// ordinary reads, so damage inside `quiver.redb` is caught when the database
+/// is opened with `verify_on_open` (or by `quiver verify`), which runs it.
+#[test]
+fn damaged_manifest_file_gives_right_answers_or_an_error_when_verified_on_open() {
+    let mut fx = Fixture::new();
+    fx.verify_on_open = true;
+    let (mut anywhere, mut used) = Default::default();
+    let blame = manifest_blame(&fx);
+    let good = fx.bytes(MANIFEST).to_vec();
+    let mut rng = Rng::new(0x4edb);
+    // Half the flips anywhere in the file (mostly free space), half in its
+    // non-zero bytes (headers and live pages).
+    let non_zero: Vec<usize> = (0..good.len()).filter(|&i| good[i] != 0).collect();
+    for i in 0..400 {
+        let at = if i % 2 == 0 {
+            rng.below(good.len() as u64) as usize
+        } else {
+            non_zero[rng.below(non_zero.len() as u64) as usize]
+        };
+        let mask = (rng.below(255) + 1) as u8;
+        let mut bad = good.clone();
+        bad[at] ^= mask;
+        fx.damage(MANIFEST, &bad);
+        let tally = if i % 2 == 0 { &mut anywhere } else { &mut used };
+        let case = format!("{MANIFEST} byte {at} ^ {mask:#04x}");
+        fx.run(&case, Expect::Either, &blame, tally);
+    }
+    report(
+        "manifest file",
+        &[
+            ("flips anywhere", &anywhere),
+            ("flips of non-zero bytes", &used),
+        ],
+    );
+}
+
+#[test]
+fn truncated_or_extended_manifest_is_refused_or_harmless() {
+    let fx = Fixture::new();
+    let (mut cut, mut appended) = Default::default();
+    let len = fx.bytes(MANIFEST).len();
+    // Zero bytes is left to `zero_length_manifest_beside_segment_files_is_refused`.
+    let lengths = [1, 100, 511, 512, 4096, len / 2, len - 4096, len - 1];
+    let blame = manifest_blame(&fx);
+    sweep_length(
+        &fx,
+        MANIFEST,
+        &lengths,
+        Expect::Either,
+        &blame,
+        &mut cut,
+        &mut appended,
+    );
+    report(
+        "manifest length",
+        &[("truncations", &cut), ("appends", &appended)],
+    );
+}
+
+#[test]
+fn zero_length_manifest_beside_segment_files_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let col = sealed_db(tmp.path());
+    let manifest = tmp.path().join(MANIFEST);
+    std::fs::write(&manifest, b"").unwrap();
+    let opened = Database::open(tmp.path(), options()).map(|db| db.len());
+    let column_file_left = col.exists();
+    match opened {
+        Err(Error::Corrupted { file, .. }) => assert_eq!(file, manifest),
+        other => panic!(
+            "expected the empty manifest to be refused, got {other:?} \
+             (column file still there: {column_file_left})"
+        ),
+    }
+    assert!(column_file_left, "open deleted the column file");
+}
+
+/// Every offset where `needle` occurs in `haystack`.
+fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
+    (0..=haystack.len() - needle.len())
+        .filter(|&i| haystack[i..].starts_with(needle))
+        .collect()
+}
+
+#[test]
+fn flipped_byte_in_a_manifest_page_is_refused_by_verify_on_open() {
+    let vector = [1.5f32, -2.25, 3.125, 0.5];
+    let payload = b"the payload of id 42".to_vec();
+    let vector_bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut served = Vec::new();
+    // The payload's first byte, and the sign byte of the vector's first value:
+    // both rows live in the growing segment, inside redb pages.
+    for (what, needle, offset) in [
+        ("payload", payload.clone(), 0),
+        ("growing vector", vector_bytes, 3),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        {
+            let db = Database::open(tmp.path(), options()).unwrap();
+            let mut w = db.writer().unwrap();
+            w.upsert(42, &vector, Some(&payload)).unwrap();
+            w.commit().unwrap();
+        }
+        let manifest = tmp.path().join(MANIFEST);
+        let mut bytes = std::fs::read(&manifest).unwrap();
+        let found = find_all(&bytes, &needle);
+        assert!(!found.is_empty(), "the {what} is not in the manifest");
+        for at in found {
+            bytes[at + offset] ^= 0x80;
+        }
+        std::fs::write(&manifest, &bytes).unwrap();
+        let db = match Database::open(tmp.path(), options().verify_on_open(true)) {
+            Ok(db) => db,
+            Err(Error::Corrupted { file, .. }) if file == manifest => continue,
+            Err(e) => panic!("{what}: open failed with {e:?}"),
+        };
+        match db.get(42) {
+            Err(Error::Corrupted { file, .. }) => assert_eq!(file, manifest, "{what}"),
+            Ok(Some(r)) if r.vector == vector && r.payload == Some(payload.clone()) => {}
+            other => served.push(format!(
+                "{what}: get(42) gave {other:?}; verify says {:?}",
+                db.verify()
+            )),
+        }
+    }
+    assert!(served.is_empty(), "{}", served.join("\n"));
+}
+
+#[test]
+fn damaged_manifest_page_type_byte_never_panics() {
+    let fx = Fixture::new();
+    let good = fx.bytes(MANIFEST).to_vec();
+    let mut panics = Vec::new();
+    let pages = good.len() / 4096;
+    for page in 0..pages {
+        let at = page * 4096;
+        if good[at..at + 4096].iter().all(|&b| b == 0) {
+            continue;
+        }
+        let mut bad = good.clone();
+        bad[at] ^= 0xff;
+        fx.damage(MANIFEST, &bad);
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            if let Ok(db) = Database::open(&fx.work, sweep_options()) {
+                let _ = db.verify();
+                let _ = db.check();
+                let _ = fx.ask(&db);
+            }
+        }));
+        fx.reset();
+        if let Err(panic) = ran {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panics.push(format!("page {page}: {msg}"));
+        }
+    }
+    assert!(
+        panics.is_empty(),
+        "{} of {pages} pages panicked:\n{}",
+        panics.len(),
+        panics.join("\n")
+    );
+}

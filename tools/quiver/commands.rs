@@ -358,7 +358,7 @@ pub fn stats(args: &StatsArgs) -> CliResult {
 
 /// `quiver verify`: exit 1 and name each bad file if anything is damaged.
 pub fn verify(args: &VerifyArgs) -> CliResult {
-    let db = match Database::open_existing(&args.dir) {
+    let db = match Database::open_existing_verified(&args.dir) {
         Ok(db) => db,
         Err(e @ (Error::Corrupted { .. } | Error::UnsupportedVersion { .. })) => {
             say!("BAD {e}");
