@@ -388,7 +388,7 @@ impl Database {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             state: self.inner.published.load(),
-            queries: self.inner.queries.clone(),
+            db: self.inner.clone(),
         }
     }
 

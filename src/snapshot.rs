@@ -8,12 +8,12 @@
 //! long enough to clone the `Arc`, so a search never holds a guard and never
 //! waits for the writer.
 
+use crate::db::DbInner;
 use crate::error::{Error, Result};
 use crate::graph;
 use crate::kernels::Kernels;
 use crate::manifest::{Location, Reader, State, GROWING_SEGMENT};
 use crate::options::{Metric, Scorer};
-use crate::query_stats::QueryStats;
 use crate::segment::Segment;
 use crossbeam_epoch::{self as epoch, Atomic, Owned};
 use rayon::prelude::*;
@@ -458,12 +458,18 @@ impl TopK {
 ///
 /// Cheap to clone and safe to share between threads. Every read through one
 /// snapshot sees the same state, however many commits happen meanwhile; the
-/// files it reads stay mapped until the last clone is dropped.
+/// files it reads stay mapped until the last clone is dropped. A snapshot
+/// keeps its database open (and the directory locked) until it is dropped,
+/// even if every [`Database`](crate::Database) handle was dropped first.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub(crate) state: Arc<SnapshotState>,
-    /// The database's query counters, which every search updates.
-    pub(crate) queries: Arc<QueryStats>,
+    /// The database the snapshot came from. Holding it keeps the manifest
+    /// (whose read transaction the snapshot reads payloads and ids through)
+    /// and the directory lock open for as long as the snapshot lives, even
+    /// after every `Database` handle is dropped; it also holds the query
+    /// counters that every search updates.
+    pub(crate) db: Arc<DbInner>,
 }
 
 impl Snapshot {
@@ -501,7 +507,7 @@ impl Snapshot {
     pub fn search_with(&self, query: &[f32], params: &SearchParams) -> Result<Vec<Hit>> {
         let start = Instant::now();
         let hits = self.state.search_with(query, params);
-        self.queries.record(start.elapsed());
+        self.db.queries.record(start.elapsed());
         hits
     }
 

@@ -498,7 +498,6 @@ fn readers_and_writer_under_stress_see_whole_commits_and_release_retired_segment
 /// row count returns 43 of 64 rows. About 3 in 1,000 parallel builds of this
 /// segment fail; none in 5,000 with a one-thread pool.
 #[test]
-#[ignore = "bug: parallel HNSW build can leave rows unreachable from where the level-0 search starts; search with ef >= rows misses them"]
 fn hnsw_search_with_ef_above_the_row_count_returns_every_row() {
     use quiver::graph::{build, search, with_visited, GraphParams, GraphView, Rows};
     struct Packed(Vec<[f32; 4]>);

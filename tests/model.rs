@@ -726,7 +726,6 @@ fn database_matches_a_btreemap_model_through_random_operations() {
 /// `Database` open, and `Error::redb` maps redb's `DatabaseClosed` to
 /// `Error::Corrupted`.
 #[test]
-#[ignore = "bug: a Snapshot outliving its Database fails get/contains with Error::Corrupted (redb: Database has been closed)"]
 fn a_snapshot_that_outlives_its_database_still_reads_its_generation() {
     let tmp = tempfile::tempdir().unwrap();
     let db = Database::open(tmp.path().join("db"), Options::new(4, Metric::L2)).unwrap();

@@ -163,6 +163,106 @@ impl Graph {
         }
     }
 
+    /// The level-0 nodes from which the entry point can be reached, found by
+    /// walking the links backwards from it.
+    fn reaching_entry(&self) -> Vec<bool> {
+        let n = self.links.len();
+        let mut offsets = vec![0usize; n + 1];
+        for lists in &self.links {
+            for &x in &lists[0] {
+                offsets[x as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill = offsets.clone();
+        let mut sources = vec![0u32; offsets[n]];
+        for (from, lists) in self.links.iter().enumerate() {
+            for &x in &lists[0] {
+                sources[fill[x as usize]] = from as u32;
+                fill[x as usize] += 1;
+            }
+        }
+        let mut seen = vec![false; n];
+        let Some(entry) = self.entry else {
+            return seen;
+        };
+        let mut stack = vec![entry];
+        seen[entry as usize] = true;
+        while let Some(x) = stack.pop() {
+            for &from in &sources[offsets[x as usize]..offsets[x as usize + 1]] {
+                if !std::mem::replace(&mut seen[from as usize], true) {
+                    stack.push(from);
+                }
+            }
+        }
+        seen
+    }
+
+    /// A search's level-0 walk starts where the descent through the upper
+    /// levels ends, not at the entry point, so every node must also lead
+    /// back to the entry point (on mostly one-dimensional data the parallel
+    /// build can leave a chain whose links all point one way). Gives each
+    /// node that cannot reach it a link to the nearest node that can,
+    /// replacing its farthest link to a node with other in-links if its list
+    /// is full; returns whether anything changed.
+    fn connect_to_entry<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
+        &mut self,
+        rows: &R,
+        dist: &D,
+    ) -> bool {
+        let mut reach = self.reaching_entry();
+        if reach.iter().all(|&r| r) {
+            return false;
+        }
+        let cap = 2 * self.m;
+        let mut in_degree = vec![0u32; self.links.len()];
+        for lists in &self.links {
+            for &x in &lists[0] {
+                in_degree[x as usize] += 1;
+            }
+        }
+        for u in 0..self.links.len() as u32 {
+            if reach[u as usize] {
+                continue;
+            }
+            let near = |v: &u32| dist(rows.row(u), rows.row(*v));
+            let Some(v) = (0..self.links.len() as u32)
+                .filter(|&v| reach[v as usize])
+                .min_by(|a, b| near(a).total_cmp(&near(b)))
+            else {
+                break;
+            };
+            let list = &mut self.links[u as usize][0];
+            if list.len() >= cap {
+                let victim = (0..list.len())
+                    .filter(|&i| in_degree[list[i] as usize] > 1)
+                    .max_by(|&a, &b| near(&list[a]).total_cmp(&near(&list[b])));
+                let Some(i) = victim else { continue };
+                in_degree[list[i] as usize] -= 1;
+                list[i] = v;
+            } else {
+                list.push(v);
+            }
+            in_degree[v as usize] += 1;
+            // u reaches the entry point now, and so does every node that
+            // reaches u; the next pass of the caller's loop recomputes anyway.
+            reach[u as usize] = true;
+            let mut changed = true;
+            while changed {
+                changed = false;
+                for x in 0..self.links.len() {
+                    if !reach[x] && self.links[x][0].iter().any(|&y| reach[y as usize]) {
+                        reach[x] = true;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        true
+    }
+
     /// Pruning reverse links can leave a node that no level-0 list names, so
     /// no search can find it. Gives each such node an in-link from a nearby
     /// reachable node: one of its own neighbours with a free slot, else the
@@ -173,6 +273,9 @@ impl Graph {
         for _ in 0..8 {
             let mut seen = self.reachable();
             if seen.iter().all(|&s| s) {
+                if self.connect_to_entry(rows, dist) {
+                    continue;
+                }
                 return;
             }
             let mut in_degree = vec![0u32; self.links.len()];
