@@ -163,6 +163,46 @@ impl Graph {
         }
     }
 
+    /// How many level-0 lists name each node.
+    fn in_degrees(&self) -> Vec<u32> {
+        let mut in_degree = vec![0u32; self.links.len()];
+        for lists in &self.links {
+            for &x in &lists[0] {
+                in_degree[x as usize] += 1;
+            }
+        }
+        in_degree
+    }
+
+    /// Adds `to` to `from`'s level-0 list. A full list gives up its link
+    /// farthest from `from` among those to nodes with other in-links (so no
+    /// node loses its only one); returns `false`, changing nothing, if there
+    /// is none.
+    fn add_link<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
+        &mut self,
+        from: u32,
+        to: u32,
+        in_degree: &mut [u32],
+        rows: &R,
+        dist: &D,
+    ) -> bool {
+        let cap = 2 * self.m;
+        let near = |x: u32| dist(rows.row(from), rows.row(x));
+        let list = &mut self.links[from as usize][0];
+        if list.len() >= cap {
+            let victim = (0..list.len())
+                .filter(|&i| in_degree[list[i] as usize] > 1)
+                .max_by(|&a, &b| near(list[a]).total_cmp(&near(list[b])));
+            let Some(i) = victim else { return false };
+            in_degree[list[i] as usize] -= 1;
+            list[i] = to;
+        } else {
+            list.push(to);
+        }
+        in_degree[to as usize] += 1;
+        true
+    }
+
     /// The level-0 nodes from which the entry point can be reached, found by
     /// walking the links backwards from it.
     fn reaching_entry(&self) -> Vec<bool> {
@@ -216,13 +256,7 @@ impl Graph {
         if reach.iter().all(|&r| r) {
             return false;
         }
-        let cap = 2 * self.m;
-        let mut in_degree = vec![0u32; self.links.len()];
-        for lists in &self.links {
-            for &x in &lists[0] {
-                in_degree[x as usize] += 1;
-            }
-        }
+        let mut in_degree = self.in_degrees();
         for u in 0..self.links.len() as u32 {
             if reach[u as usize] {
                 continue;
@@ -234,18 +268,9 @@ impl Graph {
             else {
                 break;
             };
-            let list = &mut self.links[u as usize][0];
-            if list.len() >= cap {
-                let victim = (0..list.len())
-                    .filter(|&i| in_degree[list[i] as usize] > 1)
-                    .max_by(|&a, &b| near(&list[a]).total_cmp(&near(&list[b])));
-                let Some(i) = victim else { continue };
-                in_degree[list[i] as usize] -= 1;
-                list[i] = v;
-            } else {
-                list.push(v);
+            if !self.add_link(u, v, &mut in_degree, rows, dist) {
+                continue;
             }
-            in_degree[v as usize] += 1;
             // u reaches the entry point now, and so does every node that
             // reaches u; the next pass of the caller's loop recomputes anyway.
             reach[u as usize] = true;
@@ -278,12 +303,7 @@ impl Graph {
                 }
                 return;
             }
-            let mut in_degree = vec![0u32; self.links.len()];
-            for lists in &self.links {
-                for &x in &lists[0] {
-                    in_degree[x as usize] += 1;
-                }
-            }
+            let mut in_degree = self.in_degrees();
             for u in 0..self.links.len() as u32 {
                 if seen[u as usize] {
                     continue;
@@ -311,22 +331,11 @@ impl Graph {
                 else {
                     continue;
                 };
-                let from_v = |x: &u32| dist(rows.row(v), rows.row(*x));
-                let list = &mut self.links[v as usize][0];
-                if list.contains(&u) {
+                if self.links[v as usize][0].contains(&u)
+                    || !self.add_link(v, u, &mut in_degree, rows, dist)
+                {
                     continue;
                 }
-                if list.len() >= cap {
-                    let victim = (0..list.len())
-                        .filter(|&i| in_degree[list[i] as usize] > 1)
-                        .max_by(|&a, &b| from_v(&list[a]).total_cmp(&from_v(&list[b])));
-                    let Some(i) = victim else { continue };
-                    in_degree[list[i] as usize] -= 1;
-                    list[i] = u;
-                } else {
-                    list.push(u);
-                }
-                in_degree[u as usize] += 1;
                 // Everything u leads to is reachable now too, so no later
                 // node gets a link it already has.
                 self.mark_reachable(u, &mut seen);
