@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Location, Update};
 use crate::merge;
 use crate::segment::{self, Segment};
-use crate::snapshot::{Bitset, GrowingView, SealedView, SnapshotState};
+use crate::snapshot::{GrowingView, SealedView, SnapshotState};
 use crate::writer::Writer;
 use std::collections::HashSet;
 use std::path::Path;
@@ -395,26 +395,17 @@ impl Writer {
             }
         }
         // New ids are larger than every old one: the list stays sorted.
-        segments.extend(written.into_iter().map(|seg| SealedView {
-            deleted: Arc::new(Bitset::new(seg.rows())),
-            live: seg.rows(),
-            segment: Arc::new(seg),
-        }));
+        segments.extend(
+            written
+                .into_iter()
+                .map(|seg| SealedView::fresh(Arc::new(seg))),
+        );
         let growing = if planned.iter().any(|p| p.growing) {
             GrowingView::default()
         } else {
             base.growing.clone()
         };
-        Ok(SnapshotState {
-            state,
-            dim,
-            metric: base.metric,
-            segments,
-            growing,
-            reader,
-            scorer: base.scorer,
-            ef_search: base.ef_search,
-        })
+        Ok(base.successor(state, segments, growing, reader))
     }
 }
 

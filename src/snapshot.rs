@@ -125,6 +125,18 @@ pub(crate) struct SealedView {
     pub(crate) live: usize,
 }
 
+impl SealedView {
+    /// A segment just written: every row live.
+    pub(crate) fn fresh(segment: Arc<Segment>) -> SealedView {
+        let rows = segment.rows();
+        SealedView {
+            deleted: Arc::new(Bitset::new(rows)),
+            live: rows,
+            segment,
+        }
+    }
+}
+
 /// Rows the growing segment gained in one commit (or that were loaded at open).
 #[derive(Debug)]
 pub(crate) struct GrowingChunk {
@@ -195,6 +207,27 @@ const PARALLEL_SCAN_ROWS: usize = 65_536;
 impl SnapshotState {
     pub(crate) fn len(&self) -> usize {
         self.segments.iter().map(|s| s.live).sum::<usize>() + self.growing.live
+    }
+
+    /// The state a commit makes from this one: what changed, and this
+    /// state's dimension, metric, kernels and default `ef`.
+    pub(crate) fn successor(
+        &self,
+        state: State,
+        segments: Vec<SealedView>,
+        growing: GrowingView,
+        reader: Reader,
+    ) -> SnapshotState {
+        SnapshotState {
+            state,
+            dim: self.dim,
+            metric: self.metric,
+            segments,
+            growing,
+            reader,
+            scorer: self.scorer,
+            ef_search: self.ef_search,
+        }
     }
 
     pub(crate) fn segment(&self, id: u64) -> Option<&SealedView> {

@@ -20,9 +20,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Location, SegmentMeta, State, Update, GROWING_SEGMENT};
 use crate::merge;
 use crate::segment::{self, Segment};
-use crate::snapshot::{
-    prepare_vector, Bitset, GrowingChunk, GrowingView, SealedView, SnapshotState,
-};
+use crate::snapshot::{prepare_vector, GrowingChunk, GrowingView, SealedView, SnapshotState};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -522,12 +520,7 @@ impl Plan {
         }
         let growing = match self.sealed {
             Some((seg, _)) => {
-                let rows = seg.rows();
-                segments.push(SealedView {
-                    deleted: Arc::new(Bitset::new(rows)),
-                    live: rows,
-                    segment: seg,
-                });
+                segments.push(SealedView::fresh(seg));
                 GrowingView::default()
             }
             None => {
@@ -552,15 +545,6 @@ impl Plan {
                 growing
             }
         };
-        SnapshotState {
-            state: self.state,
-            dim: base.dim,
-            metric: base.metric,
-            segments,
-            growing,
-            reader,
-            scorer: base.scorer,
-            ef_search: base.ef_search,
-        }
+        base.successor(self.state, segments, growing, reader)
     }
 }
