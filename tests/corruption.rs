@@ -224,7 +224,7 @@ fn missing_links_file_is_reported_as_corruption() {
 
 mod common;
 
-use common::Rng;
+use common::{panic_message, Rng};
 use quiver::{Hit, Record, SearchParams};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
@@ -427,14 +427,7 @@ impl Fixture {
         self.reset();
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                Err(format!("panicked: {msg}"))
-            }
+            Err(panic) => Err(format!("panicked: {}", panic_message(&*panic))),
         };
         tally.cases += 1;
         match (outcome, expect) {
@@ -665,11 +658,7 @@ fn sweep_header(fx: &Fixture, name: &str, header_len: usize, tally: &mut Tally) 
     let good = fx.bytes(name).to_vec();
     for at in 0..header_len {
         for mask in MASKS {
-            let mut bad = good.clone();
-            bad[at] ^= mask;
-            fx.damage(name, &bad);
-            let case = format!("{name} header byte {at} ^ {mask:#04x}");
-            fx.run(&case, Expect::Refused, &Blame::file(fx.path(name)), tally);
+            flip_refused(fx, name, &good, at, mask, "header byte", tally);
         }
     }
 }
@@ -688,12 +677,26 @@ fn sweep_region(
     for _ in 0..count {
         let at = region.start + rng.below(region.len() as u64) as usize;
         let mask = (rng.below(255) + 1) as u8;
-        let mut bad = good.clone();
-        bad[at] ^= mask;
-        fx.damage(name, &bad);
-        let case = format!("{name} byte {at} ^ {mask:#04x}");
-        fx.run(&case, Expect::Refused, &Blame::file(fx.path(name)), tally);
+        flip_refused(fx, name, &good, at, mask, "byte", tally);
     }
+}
+
+/// One case: `name` as `good` with byte `at` xored with `mask`, which must be
+/// refused naming `name`.
+fn flip_refused(
+    fx: &Fixture,
+    name: &str,
+    good: &[u8],
+    at: usize,
+    mask: u8,
+    what: &str,
+    tally: &mut Tally,
+) {
+    let mut bad = good.to_vec();
+    bad[at] ^= mask;
+    fx.damage(name, &bad);
+    let case = format!("{name} {what} {at} ^ {mask:#04x}");
+    fx.run(&case, Expect::Refused, &Blame::file(fx.path(name)), tally);
 }
 
 /// Cuts `name` at each length, then appends each kind of garbage to it.
@@ -1103,12 +1106,7 @@ fn damaged_manifest_page_type_byte_never_panics() {
         }));
         fx.reset();
         if let Err(panic) = ran {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            panics.push(format!("page {page}: {msg}"));
+            panics.push(format!("page {page}: {}", panic_message(&*panic)));
         }
     }
     assert!(

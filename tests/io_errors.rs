@@ -10,6 +10,9 @@
 //! state, as after an error in a process that goes on running — must show
 //! exactly the last committed state.
 
+mod common;
+
+use common::panic_message;
 use quiver::fs::{FileKind, LockGuard, Mapping, MemFs, Vfs, VfsFile};
 use quiver::{CompactOptions, Database, Error, Metric, Options, Writer};
 use std::collections::BTreeMap;
@@ -665,12 +668,7 @@ fn sweep(how: Sweep, errno: i32) -> Vec<String> {
             };
             match outcome {
                 Err(panic) => {
-                    let msg = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
-                    problems.push(format!("{what}: panicked: {msg}"));
+                    problems.push(format!("{what}: panicked: {}", panic_message(&*panic)));
                 }
                 Ok(Err(problem)) => problems.push(format!("{what}: {problem}")),
                 Ok(Ok((ending, reopened))) => {

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::Rng;
+use common::{panic_message, Rng};
 use quiver::fs::{CrashKind, MemFs};
 use quiver::{CommitInfo, CompactOptions, Database, Metric, Options, Writer};
 use std::collections::{BTreeMap, BTreeSet};
@@ -172,14 +172,7 @@ impl Workload {
                             continue;
                         }
                         Ok(Err(why)) => why,
-                        Err(panic) => format!(
-                            "panicked: {}",
-                            panic
-                                .downcast_ref::<String>()
-                                .map(String::as_str)
-                                .or_else(|| panic.downcast_ref::<&str>().copied())
-                                .unwrap_or("?")
-                        ),
+                        Err(panic) => format!("panicked: {}", panic_message(&*panic)),
                     };
                     failures.push(format!(
                         "{name}: sync point {point}, {kind:?} seed {seed} (last completed commit {durable}): {why}"

@@ -105,3 +105,12 @@ pub fn count_files(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> usize 
         .filter(|e| keep(&e.as_ref().unwrap().file_name().to_string_lossy()))
         .count()
 }
+
+/// The message a caught panic carried (empty if it was not a string).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
