@@ -18,10 +18,11 @@
 
 use crate::db::Database;
 use crate::error::{Error, Result};
+use crate::growing::GrowingView;
 use crate::manifest::{Location, Update};
 use crate::merge;
 use crate::segment::{self, Segment};
-use crate::snapshot::{GrowingView, SealedView, SnapshotState};
+use crate::state::{SealedView, SnapshotState};
 use crate::writer::Writer;
 use std::collections::HashSet;
 use std::path::Path;
@@ -259,6 +260,8 @@ impl Writer {
         if db.failed.load(Ordering::Acquire) {
             return Err(Error::WriterFailed);
         }
+        // The background merger switches only between compactions.
+        let _commits = db.lock_commits();
         let base = db.published.load();
         let stats_before = Database::stats_of(&db, &base)?;
         let force = options.m.is_some() || options.ef_construction.is_some();
@@ -292,6 +295,7 @@ impl Writer {
             Ok(state) => {
                 report.generation = state.state.generation;
                 db.published.publish(Arc::new(state));
+                db.after_publish();
                 // Committed: nothing after this may make the compaction an
                 // error. A manifest whose size cannot be read now counts with
                 // its size before.
@@ -358,13 +362,22 @@ impl Writer {
                 .collect();
             let mut rows = merge::live_rows(&views, &HashSet::new())?;
             if p.growing {
-                rows.extend(base.growing.live_rows(dim).map(|(_, id, v)| (id, v)));
+                rows.extend(base.growing.live_rows().map(|(_, id, v)| (id, v)));
                 update.growing_cleared = true;
             }
-            let id = state.next_segment_id;
-            state.next_segment_id += 1;
-            let meta =
-                segment::write_segment(&*db.vfs, &db.dir, id, dim, db.scorer(), &params, &rows)?;
+            let id = db.reserve_segment_id();
+            state.next_segment_id = state.next_segment_id.max(id + 1);
+            let graph = merge::build_graph(&rows, db.scorer(), &params);
+            let meta = segment::write_segment(
+                &*db.vfs,
+                &db.dir,
+                id,
+                dim,
+                db.metric(),
+                &rows,
+                &graph,
+                params.ef_construction,
+            )?;
             let seg = Segment::open(db.vfs.clone(), &db.dir, id, &meta, dim, db.metric())?;
             seg.mark_verified();
             update
@@ -394,14 +407,14 @@ impl Writer {
                 segments.push(view.clone());
             }
         }
-        // New ids are larger than every old one: the list stays sorted.
+        // New ids are larger than every id handed out before: sorted still.
         segments.extend(
             written
                 .into_iter()
                 .map(|seg| SealedView::fresh(Arc::new(seg))),
         );
         let growing = if planned.iter().any(|p| p.growing) {
-            GrowingView::default()
+            GrowingView::empty(dim)
         } else {
             base.growing.clone()
         };

@@ -1,23 +1,26 @@
 //! Opening a database directory: the lock, the manifest, the segments, the first snapshot.
 
+use crate::bitset::Bitset;
+use crate::calibrate::Calibration;
 use crate::error::{Error, Result};
 use crate::format::{self, LOCK_FILE, MANIFEST_FILE, TMP_SUFFIX};
-use crate::fs::{FileKind, LockGuard, RealFs, Vfs};
-use crate::graph::GraphParams;
+use crate::fs::{FileKind, RealFs, Vfs};
+use crate::growing::{GrowingView, NewRow};
+use crate::inner::DbInner;
 use crate::kernels::{self, Kernels};
 use crate::manifest::{Manifest, StoredConfig};
+use crate::merger::Merger;
 use crate::options::{Metric, Options, Scorer};
-use crate::query_stats::QueryStats;
+use crate::publish::Published;
+use crate::search::{Hit, SearchParams};
 use crate::segment::Segment;
-use crate::snapshot::{
-    Bitset, GrowingChunk, GrowingView, Hit, Published, Record, SealedView, SearchParams, Snapshot,
-    SnapshotState,
-};
+use crate::snapshot::{Record, Snapshot};
+use crate::state::{SealedView, SnapshotState};
 use crate::writer::Writer;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,49 +55,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Database {
     inner: Arc<DbInner>,
-}
-
-/// The shared state behind every clone of a [`Database`] and its writer.
-#[derive(Debug)]
-pub(crate) struct DbInner {
-    pub(crate) published: Published,
-    pub(crate) manifest: Manifest,
-    pub(crate) dir: PathBuf,
-    pub(crate) vfs: Arc<dyn Vfs>,
-    pub(crate) options: Options,
-    pub(crate) kernels: &'static Kernels,
-    /// A [`Writer`] exists.
-    pub(crate) writer_taken: AtomicBool,
-    /// A commit failed part way: refuse further commits until reopened.
-    pub(crate) failed: AtomicBool,
-    /// Searches counted by every snapshot of this handle.
-    pub(crate) queries: Arc<QueryStats>,
-    _lock: Box<dyn LockGuard>,
-}
-
-impl DbInner {
-    pub(crate) fn dim(&self) -> usize {
-        self.options.dim
-    }
-
-    pub(crate) fn metric(&self) -> Metric {
-        self.options.metric
-    }
-
-    pub(crate) fn scorer(&self) -> Scorer {
-        Scorer {
-            metric: self.options.metric,
-            kernels: self.kernels,
-        }
-    }
-
-    pub(crate) fn graph_params(&self) -> GraphParams {
-        GraphParams {
-            m: self.options.m,
-            ef_construction: self.options.ef_construction,
-            ..GraphParams::default()
-        }
-    }
+    /// The background merger; it stops when the last clone is dropped.
+    merger: Arc<Merger>,
 }
 
 /// Sizes and counts of a database.
@@ -345,20 +307,19 @@ impl Database {
         }
         let kernels = kernels::select();
         let state = load_snapshot(&vfs, &dir, &manifest, &options, kernels, &names)?;
-        Ok(Database {
-            inner: Arc::new(DbInner {
-                published: Published::new(Arc::new(state)),
-                manifest,
-                dir,
-                vfs,
-                options,
-                kernels,
-                writer_taken: AtomicBool::new(false),
-                failed: AtomicBool::new(false),
-                queries: Arc::default(),
-                _lock: lock,
-            }),
-        })
+        let next_segment_id = state.state.next_segment_id;
+        let inner = Arc::new(DbInner::new(
+            Published::new(Arc::new(state)),
+            manifest,
+            dir,
+            vfs,
+            options,
+            kernels,
+            next_segment_id,
+            lock,
+        ));
+        let merger = Arc::new(Merger::start(inner.clone())?);
+        Ok(Database { inner, merger })
     }
 
     /// The writer. There is one per database: a second call while the first
@@ -381,7 +342,7 @@ impl Database {
                 why: "a Writer for this database is alive; drop it or commit through it",
             });
         }
-        Ok(Writer::new(self.inner.clone()))
+        Ok(Writer::new(self.inner.clone(), self.merger.clone()))
     }
 
     /// The current committed state, for several reads that must agree.
@@ -482,21 +443,34 @@ impl Database {
         })
     }
 
+    /// Blocks until the background merger has nothing left to do: every
+    /// merge the policy wants for the current state has been switched in.
+    /// Returns at once with [`Options::auto_merge`] off. For tests,
+    /// benchmarks and tools that want the settled state; searches never
+    /// need to wait.
+    pub fn wait_for_merges(&self) {
+        self.merger.wait_idle();
+    }
+
+    /// The error of the last background merge that failed, if one did (a
+    /// failed merge changes nothing visible; the merger tries again after the
+    /// next commit).
+    pub fn merge_error(&self) -> Option<String> {
+        self.merger.last_error()
+    }
+
     /// Closes this handle and shrinks the manifest file to its live pages,
     /// holding the directory lock throughout; returns the file's new length.
     /// For the offline [`compact`](crate::compact), which owns the only
     /// handle: with another clone or snapshot alive it changes nothing.
     pub(crate) fn compact_manifest(self) -> Result<u64> {
-        let Ok(inner) = Arc::try_unwrap(self.inner) else {
+        let Database { inner, merger } = self;
+        // The merger holds the database too: stop it first.
+        drop(merger);
+        let Ok(inner) = Arc::try_unwrap(inner) else {
             return Ok(0);
         };
-        let DbInner {
-            published,
-            mut manifest,
-            _lock,
-            ..
-        } = inner;
-        drop(published);
+        let (mut manifest, _lock) = inner.into_manifest();
         // Snapshots replaced by earlier commits hold read transactions until
         // the epoch collector frees them; a few pins let it run.
         for _ in 0..1000 {
@@ -539,7 +513,7 @@ impl Database {
         }
         let manifest = snap.reader.path();
         let disagree = |what: String| Error::corrupted(manifest, what);
-        let growing: HashSet<u64> = snap.growing.live_rows(snap.dim).map(|r| r.0).collect();
+        let growing: HashSet<u64> = snap.growing.live_rows().map(|r| r.0).collect();
         let mut ids = 0usize;
         let walked = snap.reader.for_each_location(|id, loc| {
             ids += 1;
@@ -611,6 +585,7 @@ fn load_snapshot(
     for &(segment, row) in &loaded.tombstones {
         deleted.entry(segment).or_default().push(row);
     }
+    let mut calibrations: BTreeMap<u64, Vec<u8>> = loaded.calibrations.iter().cloned().collect();
     let mut segments = Vec::with_capacity(loaded.segments.len());
     for (id, meta) in &loaded.segments {
         let segment = Segment::open(vfs.clone(), dir, *id, meta, options.dim, options.metric)?;
@@ -628,10 +603,17 @@ fn load_snapshot(
                 live -= 1;
             }
         }
+        let calibration = match calibrations.remove(id) {
+            Some(record) => Some(Arc::new(Calibration::decode(&record).map_err(|what| {
+                Error::corrupted(manifest.path(), format!("segment {id}: {what}"))
+            })?)),
+            None => None,
+        };
         segments.push(SealedView {
             segment: Arc::new(segment),
             deleted: Arc::new(bits),
             live,
+            calibration,
         });
     }
     if let Some((segment, _)) = deleted.into_iter().next() {
@@ -668,24 +650,24 @@ fn load_snapshot(
         vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
 
-    let growing = if loaded.growing.is_empty() {
-        GrowingView::default()
-    } else {
-        let chunk = GrowingChunk {
-            rows: loaded.growing.iter().map(|g| g.row).collect(),
-            ids: loaded.growing.iter().map(|g| g.id).collect(),
-            vectors: loaded
-                .growing
-                .iter()
-                .flat_map(|g| g.vector.iter().copied())
-                .collect(),
-        };
-        GrowingView {
-            live: chunk.rows.len(),
-            chunks: vec![Arc::new(chunk)],
-            dead: Arc::default(),
-        }
+    // The growing segment's graph lives in memory only: rebuilt from its
+    // rows (at most one growing segment's worth), in parallel.
+    let mut growing = GrowingView::empty(options.dim);
+    let rows: Vec<NewRow<'_>> = loaded
+        .growing
+        .iter()
+        .map(|g| (g.row, g.id, g.vector.as_slice()))
+        .collect();
+    let scorer = Scorer {
+        metric: options.metric,
+        kernels,
     };
+    growing.append(
+        &rows,
+        options.growing_threshold,
+        scorer,
+        &options.graph_params(),
+    );
     Ok(SnapshotState {
         state: loaded.state,
         dim: options.dim,
@@ -693,10 +675,7 @@ fn load_snapshot(
         segments,
         growing,
         reader: manifest.reader()?,
-        scorer: Scorer {
-            metric: options.metric,
-            kernels,
-        },
+        scorer,
         ef_search: options.ef_search,
     })
 }

@@ -39,20 +39,29 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod bitset;
+mod calibrate;
 pub mod compact;
 mod db;
 mod error;
 mod format;
 pub mod fs;
 pub mod graph;
+mod growing;
+mod inner;
 pub mod kernels;
 mod manifest;
 mod merge;
+mod merger;
 mod options;
+mod publish;
 mod query_stats;
+mod search;
 mod segment;
 mod snapshot;
+mod state;
 pub mod synth;
+mod vector;
 mod writer;
 
 /// The README's example, compiled and run as a doctest.
@@ -64,12 +73,14 @@ pub use compact::{compact, compact_with_progress, CompactOptions, CompactReport,
 pub use db::{Database, Stats};
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
-pub use merge::MERGE_FACTOR;
+pub use calibrate::DEFAULT_TARGET_RECALL;
+pub use merge::{MAX_SEGMENT_ROWS, MERGE_RATIO, VACUUM_SHARE};
 pub use options::{
     Metric, Options, DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_GROWING_THRESHOLD,
     DEFAULT_M,
 };
 #[doc(hidden)]
 pub use query_stats::QueryStats;
-pub use snapshot::{Hit, Record, SearchParams, Snapshot};
+pub use search::{Hit, SearchParams};
+pub use snapshot::{Record, Snapshot};
 pub use writer::{CommitInfo, Writer, MAX_PAYLOAD};

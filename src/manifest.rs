@@ -9,6 +9,7 @@
 //! | `tombstones` | (segment, row) → () | sealed rows that were deleted or replaced |
 //! | `growing` | growing row → (user id, f32 bytes) | the growing segment's rows |
 //! | `payloads` | user id → bytes | payloads |
+//! | `calibration` | segment id → record | a segment's measured recall per `ef` (see `calibrate.rs`) |
 //!
 //! One redb write transaction per commit changes all of them at once: the redb
 //! commit is Quiver's only commit point.
@@ -28,6 +29,7 @@ const IDS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("ids");
 const TOMBSTONES: TableDefinition<(u64, u64), ()> = TableDefinition::new("tombstones");
 const GROWING: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("growing");
 const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
+const CALIBRATION: TableDefinition<u64, &[u8]> = TableDefinition::new("calibration");
 
 /// Segment id of the growing segment in `ids` and in [`Location`].
 pub const GROWING_SEGMENT: u64 = 0;
@@ -169,6 +171,8 @@ pub struct Loaded {
     pub tombstones: Vec<(u64, u64)>,
     /// The growing segment, by row number.
     pub growing: Vec<GrowingRow>,
+    /// Calibration records by segment (absent in older databases).
+    pub calibrations: Vec<(u64, Vec<u8>)>,
 }
 
 /// All that one commit changes in the manifest.
@@ -194,6 +198,8 @@ pub struct Update<'a> {
     pub segments_added: Vec<(u64, SegmentMeta)>,
     /// Segments retired by this commit (their tombstones go too).
     pub segments_removed: Vec<u64>,
+    /// Calibration records to set, by segment.
+    pub calibrations_set: Vec<(u64, Vec<u8>)>,
     /// The counters after this commit.
     pub state: State,
 }
@@ -418,11 +424,24 @@ impl Manifest {
                     vector,
                 });
             }
+            let mut calibrations = Vec::new();
+            // Databases written before calibration have no such table.
+            match tx.open_table(CALIBRATION) {
+                Ok(table) => {
+                    for entry in table.iter().map_err(|e| self.err(e))? {
+                        let (k, v) = entry.map_err(|e| self.err(e))?;
+                        calibrations.push((k.value(), v.value().to_vec()));
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(self.err(e)),
+            }
             Ok(Loaded {
                 state,
                 segments,
                 tombstones,
                 growing,
+                calibrations,
             })
         })
     }
@@ -515,6 +534,15 @@ impl Manifest {
                 segments
                     .insert(segment, meta.encode().as_slice())
                     .map_err(e)?;
+            }
+        }
+        if !u.segments_removed.is_empty() || !u.calibrations_set.is_empty() {
+            let mut calibration = tx.open_table(CALIBRATION).map_err(|err| self.err(err))?;
+            for segment in &u.segments_removed {
+                calibration.remove(segment).map_err(e)?;
+            }
+            for (segment, record) in &u.calibrations_set {
+                calibration.insert(segment, record.as_slice()).map_err(e)?;
             }
         }
         let mut state = tx.open_table(STATE).map_err(|err| self.err(err))?;

@@ -1,57 +1,92 @@
-//! Merging sealed segments: the tiered policy, and the live rows a merge keeps.
+//! Merging sealed segments: the merge policy, and the rows and graph of a
+//! merged segment. The background [merger](crate::merger) runs them; an
+//! offline compaction reuses the row gathering.
 //!
-//! Policy: a segment's *tier* is how many times [`MERGE_FACTOR`] fits between
-//! the growing threshold and its live rows (tier 0 below `threshold ×
-//! MERGE_FACTOR` rows, tier 1 below `threshold × MERGE_FACTOR²`, …). When a
-//! commit seals a segment and its tier then holds [`MERGE_FACTOR`] segments or
-//! more, those segments and the new rows are written as one segment instead,
-//! in the same commit; if that fills the next tier, it cascades. So a database
-//! holds at most `MERGE_FACTOR − 1` segments per tier, a logarithmic number
-//! overall, and each row is rewritten about log(rows / threshold) times.
+//! # Policy
+//! Segments are taken smallest first (by live rows): the smallest is taken,
+//! and each next one joins while it holds at most [`MERGE_RATIO`] times the
+//! live rows taken so far. If two or more were taken, they are merged. So a
+//! segment is merged into once the segments smaller than it add up to a
+//! quarter of it: sizes stay geometric, a database of `n` rows holds about
+//! log₅(n / growing capacity) + 1 segments, and each merge costs about the
+//! size of its smaller side (see below). With no such merge, the segment
+//! whose deleted share is largest, if over [`VACUUM_SHARE`], is rewritten
+//! alone without its deleted rows. A merge whose result would pass
+//! [`MAX_SEGMENT_ROWS`] is never chosen, so no limit can stop the writer.
 //!
-//! The row gathering ([`live_rows`]) is the piece an offline compaction reuses.
+//! # Merged segments cost the small side
+//! The largest input keeps its graph: its rows are copied first, in their
+//! order (its deleted rows too, as deleted rows of the new segment), and the
+//! other inputs' live rows are inserted into that graph (as Lucene's
+//! incremental HNSW merge does). Only a largest input whose deleted share
+//! passes [`VACUUM_SHARE`] is rebuilt from its live rows instead.
 
 use crate::error::Result;
-use crate::snapshot::SealedView;
+use crate::graph::{self, Graph, GraphParams, Rows};
+use crate::options::Scorer;
+use crate::state::SealedView;
 use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 
-/// Segments per size tier that make a commit merge them: a commit that seals
-/// a segment folds in the other segments of its tier once the tier would hold
-/// this many, so a database keeps a logarithmic number of segments.
-pub const MERGE_FACTOR: usize = 4;
+/// A segment joins a merge while it holds at most this many times the live
+/// rows of the smaller segments already in it.
+pub const MERGE_RATIO: usize = 4;
 
-fn tier(rows: usize, threshold: usize) -> u32 {
-    let mut tier = 0;
-    let mut bound = threshold.max(1).saturating_mul(MERGE_FACTOR);
-    while rows >= bound && bound < usize::MAX {
-        tier += 1;
-        bound = bound.saturating_mul(MERGE_FACTOR);
+/// Share of deleted rows past which a segment is rewritten without them
+/// (and past which a merge rebuilds, rather than extends, its graph).
+pub const VACUUM_SHARE: f64 = 0.2;
+
+/// Rows a merge may produce: a segment's graph numbers rows with `u32`.
+pub const MAX_SEGMENT_ROWS: usize = u32::MAX as usize - 1;
+
+/// The segments to merge next, given every sealed segment's (id, rows, live
+/// rows); `None` if the policy finds nothing to do.
+pub(crate) fn choose(segments: &[(u64, usize, usize)], max_rows: usize) -> Option<Vec<u64>> {
+    let mut by_size: Vec<(u64, usize, usize)> = segments.to_vec();
+    by_size.sort_by_key(|&(id, _, live)| (live, id));
+    let mut taken: Vec<u64> = Vec::new();
+    let mut sum = 0usize;
+    for &(id, _, live) in &by_size {
+        let fits = sum.saturating_add(live) <= max_rows;
+        if !fits || (!taken.is_empty() && live > MERGE_RATIO.saturating_mul(sum)) {
+            break;
+        }
+        taken.push(id);
+        sum += live;
     }
-    tier
+    if taken.len() >= 2 {
+        return Some(taken);
+    }
+    segments
+        .iter()
+        .filter(|&&(_, rows, live)| rows > 0 && dead_share(rows, live) > VACUUM_SHARE)
+        .max_by(|a, b| dead_share(a.1, a.2).total_cmp(&dead_share(b.1, b.2)))
+        .map(|&(id, _, _)| vec![id])
 }
 
-/// The segments to fold into a new segment of `new_rows` rows, given the
-/// other segments' (id, live rows): empty if no tier fills.
-pub(crate) fn choose(existing: &[(u64, usize)], new_rows: usize, threshold: usize) -> Vec<u64> {
-    let mut rest: Vec<(u64, usize)> = existing.to_vec();
-    let mut rows = new_rows;
-    let mut chosen = Vec::new();
-    loop {
-        let t = tier(rows, threshold);
-        let same: Vec<(u64, usize)> = rest
-            .iter()
-            .copied()
-            .filter(|&(_, live)| tier(live, threshold) <= t)
-            .collect();
-        if same.len() + 1 < MERGE_FACTOR {
-            return chosen;
-        }
-        for (id, live) in same {
-            rows += live;
-            chosen.push(id);
-            rest.retain(|&(other, _)| other != id);
-        }
+fn dead_share(rows: usize, live: usize) -> f64 {
+    (rows - live) as f64 / rows as f64
+}
+
+/// Rows given as (id, vector) pairs, as the graph build reads them.
+pub(crate) struct SealingRows<'a>(pub(crate) &'a [(u64, &'a [f32])]);
+
+impl Rows for SealingRows<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
     }
+    fn row(&self, i: u32) -> &[f32] {
+        self.0[i as usize].1
+    }
+}
+
+/// A fresh graph over `rows` (in parallel, on the calling rayon pool).
+pub(crate) fn build_graph(rows: &[(u64, &[f32])], scorer: Scorer, params: &GraphParams) -> Graph {
+    graph::build(
+        &SealingRows(rows),
+        &|a: &[f32], b: &[f32]| scorer.distance(a, b),
+        params,
+    )
 }
 
 /// The live rows of `views`, in segment then row order, as (id, vector),
@@ -75,38 +110,123 @@ pub(crate) fn live_rows<'a>(
     Ok(rows)
 }
 
+/// The content of a merged segment, before it is written.
+pub(crate) struct Merged<'a> {
+    /// (id, vector) of every row, in the new segment's order.
+    pub(crate) rows: Vec<(u64, &'a [f32])>,
+    /// Where each row comes from: (segment, row).
+    pub(crate) sources: Vec<(u64, u64)>,
+    pub(crate) graph: Graph,
+    /// Whether the largest input's graph was reused.
+    pub(crate) extended: bool,
+}
+
+/// Gathers the rows of merging `views` and their graph: the largest input's
+/// graph extended with the other inputs' live rows, or (if its deleted share
+/// passes [`VACUUM_SHARE`], or it is alone) a new graph over the live rows.
+/// `None` if `cancel` was raised.
+///
+/// # Errors
+/// [`Error::Corrupted`](crate::Error::Corrupted) if an input fails its
+/// checksums.
+pub(crate) fn merge_rows<'a>(
+    views: &[&'a SealedView],
+    scorer: Scorer,
+    params: &GraphParams,
+    cancel: &AtomicBool,
+) -> Result<Option<Merged<'a>>> {
+    for v in views {
+        v.segment.verify()?;
+    }
+    let largest = views
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, v)| (v.segment.rows(), std::cmp::Reverse(v.segment.id())))
+        .map(|(i, _)| i);
+    let reuse = largest.filter(|&i| views.len() > 1 && views[i].dead_share() <= VACUUM_SHARE);
+    let mut rows = Vec::new();
+    let mut sources = Vec::new();
+    if let Some(i) = reuse {
+        let seg = &views[i].segment;
+        for (row, &id) in seg.ids().iter().enumerate() {
+            rows.push((id, seg.row(row)));
+            sources.push((seg.id(), row as u64));
+        }
+    }
+    for (i, v) in views.iter().enumerate() {
+        if Some(i) == reuse {
+            continue;
+        }
+        let seg = &v.segment;
+        for (row, &id) in seg.ids().iter().enumerate() {
+            if !v.deleted.contains(row) {
+                rows.push((id, seg.row(row)));
+                sources.push((seg.id(), row as u64));
+            }
+        }
+    }
+    let dist = |a: &[f32], b: &[f32]| scorer.distance(a, b);
+    let graph = match reuse {
+        Some(i) => {
+            let view = views[i].segment.graph()?;
+            graph::extend(&view, &SealingRows(&rows), &dist, params, Some(cancel))
+        }
+        None => {
+            let g = build_graph(&rows, scorer, params);
+            (!cancel.load(std::sync::atomic::Ordering::Acquire)).then_some(g)
+        }
+    };
+    Ok(graph.map(|graph| Merged {
+        rows,
+        sources,
+        graph,
+        extended: reuse.is_some(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn tiers_grow_by_the_merge_factor() {
-        assert_eq!(tier(10, 10), 0);
-        assert_eq!(tier(39, 10), 0);
-        assert_eq!(tier(40, 10), 1);
-        assert_eq!(tier(160, 10), 2);
+    fn ids(c: Option<Vec<u64>>) -> Vec<u64> {
+        let mut c = c.unwrap_or_default();
+        c.sort_unstable();
+        c
     }
 
     #[test]
-    fn a_full_tier_is_merged_with_the_new_segment() {
-        let existing = [(1, 10), (2, 12), (3, 11)];
-        assert_eq!(choose(&existing, 10, 10), vec![1, 2, 3]);
-        assert!(choose(&existing[..2], 10, 10).is_empty());
+    fn two_equal_segments_are_merged() {
+        assert_eq!(ids(choose(&[(1, 10, 10), (2, 10, 10)], 1000)), [1, 2]);
     }
 
     #[test]
-    fn merges_cascade_into_the_next_tier() {
-        // Three tier-1 segments, three tier-0 ones, and a new tier-0 one: the
-        // tier-0 merge makes a tier-1 segment, which fills tier 1.
-        let existing = [(1, 40), (2, 45), (3, 50), (4, 10), (5, 10), (6, 10)];
-        let mut chosen = choose(&existing, 10, 10);
-        chosen.sort();
-        assert_eq!(chosen, vec![1, 2, 3, 4, 5, 6]);
+    fn one_segment_alone_is_left_alone() {
+        assert_eq!(choose(&[(1, 10, 10)], 1000), None);
     }
 
     #[test]
-    fn big_segments_are_left_alone_by_small_merges() {
-        let existing = [(1, 1000), (2, 10), (3, 10), (4, 10)];
-        assert_eq!(choose(&existing, 10, 10), vec![2, 3, 4]);
+    fn a_big_segment_waits_until_the_small_ones_add_up_to_a_quarter_of_it() {
+        assert_eq!(choose(&[(1, 50, 50), (2, 10, 10)], 1000), None);
+        assert_eq!(ids(choose(&[(1, 40, 40), (2, 10, 10)], 1000)), [1, 2]);
+        assert_eq!(
+            ids(choose(&[(1, 50, 50), (2, 10, 10), (3, 10, 10)], 1000)),
+            [1, 2, 3]
+        );
+        // The small ones merge among themselves first when the big one is far.
+        assert_eq!(
+            ids(choose(&[(1, 1000, 1000), (2, 10, 10), (3, 10, 10)], 10_000)),
+            [2, 3]
+        );
+    }
+
+    #[test]
+    fn a_merge_past_the_row_limit_is_not_chosen() {
+        assert_eq!(choose(&[(1, 60, 60), (2, 60, 60)], 100), None);
+    }
+
+    #[test]
+    fn a_segment_mostly_deleted_is_vacuumed_alone() {
+        assert_eq!(choose(&[(1, 100, 70), (2, 10_000, 10_000)], 1 << 20), Some(vec![1]));
+        assert_eq!(choose(&[(1, 100, 90), (2, 10_000, 10_000)], 1 << 20), None);
     }
 }

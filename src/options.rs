@@ -1,6 +1,7 @@
 //! What a database is created with ([`Options`]) and how it measures distance ([`Metric`]).
 
 use crate::error::{Error, Result};
+use crate::graph::GraphParams;
 use crate::kernels::Kernels;
 use std::fmt;
 
@@ -111,7 +112,7 @@ pub struct Options {
     pub(crate) verify_on_open: bool,
     pub(crate) m: usize,
     pub(crate) ef_construction: usize,
-    pub(crate) ef_search: usize,
+    pub(crate) ef_search: Option<usize>,
     pub(crate) auto_merge: bool,
 }
 
@@ -119,9 +120,11 @@ pub struct Options {
 pub const DEFAULT_M: usize = 16;
 /// Default candidate list size while building a graph.
 pub const DEFAULT_EF_CONSTRUCTION: usize = 200;
-/// Default candidate list size of a search. Chosen with a margin: recall@10
-/// is 0.99 on the shared real data and the clustered test sets at 128, where
-/// 64 sits right at 0.95 on the harder clustered set (see docs/BENCHMARKS.md).
+/// Candidate list size of a search that names none, on a segment the merger
+/// has not calibrated yet (a calibrated segment uses the `ef` it measured:
+/// see [`SearchParams::target_recall`](crate::SearchParams::target_recall)).
+/// Chosen with a margin: recall@10 is 0.99 on the shared real data and the
+/// clustered test sets at 128, where 64 sits right at 0.95 on the harder set.
 pub const DEFAULT_EF_SEARCH: usize = 128;
 
 /// Default number of rows the growing segment holds before a commit seals it.
@@ -141,7 +144,7 @@ impl Options {
             verify_on_open: false,
             m: DEFAULT_M,
             ef_construction: DEFAULT_EF_CONSTRUCTION,
-            ef_search: DEFAULT_EF_SEARCH,
+            ef_search: None,
             auto_merge: true,
         }
     }
@@ -181,18 +184,20 @@ impl Options {
         self
     }
 
-    /// Default candidate list size of [`Database::search`](crate::Database::search):
-    /// larger is slower and more accurate. Default [`DEFAULT_EF_SEARCH`].
+    /// Candidate list size of every search that names none, on every
+    /// segment: larger is slower and more accurate. By default each segment
+    /// uses the `ef` its calibration measured to reach recall@10 of about
+    /// 0.95–0.975 (and [`DEFAULT_EF_SEARCH`] until it is calibrated).
     pub fn ef_search(mut self, ef: usize) -> Self {
-        self.ef_search = ef.max(1);
+        self.ef_search = Some(ef.max(1));
         self
     }
 
-    /// Whether commits that seal a segment merge it with the small segments
-    /// of its tier (see [`MERGE_FACTOR`](crate::MERGE_FACTOR)). Turn it off
-    /// to make bulk loads cheaper and leave merging to an offline
-    /// [`compact`](crate::compact); searches then get slower as segments pile
-    /// up. Default `true`.
+    /// Whether a background thread merges sealed segments as the merge
+    /// policy picks them (see [`MERGE_RATIO`](crate::MERGE_RATIO)) and
+    /// calibrates each new segment's default `ef`. Turn it off to leave
+    /// merging to an offline [`compact`](crate::compact); searches then get
+    /// slower as segments pile up. Default `true`.
     pub fn auto_merge(mut self, on: bool) -> Self {
         self.auto_merge = on;
         self
@@ -206,6 +211,15 @@ impl Options {
     /// The metric.
     pub fn metric(&self) -> Metric {
         self.metric
+    }
+
+    /// The graph build parameters these options give.
+    pub(crate) fn graph_params(&self) -> GraphParams {
+        GraphParams {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            ..GraphParams::default()
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

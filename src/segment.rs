@@ -15,9 +15,9 @@
 use crate::error::{Error, Result};
 use crate::format::{self, ColumnHeader, HeaderError, HEADER_LEN};
 use crate::fs::{Mapping, Vfs};
-use crate::graph::{self, GraphParams, GraphView, LinksError, Rows};
+use crate::graph::{self, Graph, GraphView, LinksError, Rows};
 use crate::manifest::{GraphMeta, SegmentMeta};
-use crate::options::{Metric, Scorer};
+use crate::options::Metric;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -235,18 +235,6 @@ impl Drop for Segment {
     }
 }
 
-/// The rows of a segment being sealed, for the graph build.
-struct SealingRows<'a>(&'a [(u64, &'a [f32])]);
-
-impl Rows for SealingRows<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn row(&self, i: u32) -> &[f32] {
-        self.0[i as usize].1
-    }
-}
-
 /// A segment's rows, read in place from its column file.
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentRows<'a> {
@@ -296,19 +284,23 @@ fn links_error(path: &Path, e: LinksError) -> Error {
 }
 
 /// Writes the files of a new segment through the durable path: the column
-/// file, then the graph built over the same rows as a links file, each to a
-/// temporary name, synced and renamed into place; then the directory is
-/// synced. Returns the manifest record. The caller commits the manifest.
+/// file, then `graph` (built over the same rows, in the same order) as a
+/// links file, each to a temporary name, synced and renamed into place; then
+/// the directory is synced. Returns the manifest record. The caller commits
+/// the manifest.
 ///
-/// `rows` holds each row's id and vector (already normalised for cosine).
+/// `rows` holds each row's id and vector (already normalised for cosine);
+/// `ef_construction` is recorded as the graph's build parameter.
+#[allow(clippy::too_many_arguments)]
 pub fn write_segment(
     vfs: &dyn Vfs,
     dir: &Path,
     id: u64,
     dim: usize,
-    scorer: Scorer,
-    params: &GraphParams,
+    metric: Metric,
     rows: &[(u64, &[f32])],
+    graph: &Graph,
+    ef_construction: usize,
 ) -> Result<SegmentMeta> {
     if rows.len() >= u32::MAX as usize {
         return Err(Error::SegmentTooLarge {
@@ -316,12 +308,7 @@ pub fn write_segment(
             limit: u32::MAX as usize - 1,
         });
     }
-    let (vectors_crc, ids_crc) = write_column_file(vfs, dir, id, dim, scorer.metric, rows)?;
-    let graph = graph::build(
-        &SealingRows(rows),
-        &|a: &[f32], b: &[f32]| scorer.distance(a, b),
-        params,
-    );
+    let (vectors_crc, ids_crc) = write_column_file(vfs, dir, id, dim, metric, rows)?;
     let links = graph.encode();
     let links_path = dir.join(format::links_file_name(id));
     publish_file(vfs, &links_path, &[&links])?;
@@ -335,7 +322,7 @@ pub fn write_segment(
             entry_point: graph.entry_point().unwrap_or(u32::MAX),
             max_level: u32::from(graph.max_level()),
             m: graph.m() as u32,
-            ef_construction: params.ef_construction.max(graph.m()) as u32,
+            ef_construction: ef_construction.max(graph.m()) as u32,
         },
     })
 }
@@ -434,21 +421,14 @@ mod tests {
         fs.create_dir_all(Path::new("/db")).unwrap();
         let a = [1.0f32, 2.0, 3.0];
         let b = [4.0f32, 5.0, 6.0];
-        let scorer = Scorer {
-            metric: Metric::L2,
-            kernels: crate::kernels::select(),
-        };
         let rows: [(u64, &[f32]); 2] = [(10, &a), (20, &b)];
-        write_segment(
-            fs,
-            Path::new("/db"),
-            1,
-            3,
-            scorer,
-            &GraphParams::default(),
-            &rows,
-        )
-        .unwrap()
+        let k = crate::kernels::select();
+        let graph = graph::build(
+            &crate::merge::SealingRows(&rows),
+            &|x: &[f32], y: &[f32]| k.l2_squared(x, y),
+            &graph::GraphParams::default(),
+        );
+        write_segment(fs, Path::new("/db"), 1, 3, Metric::L2, &rows, &graph, 200).unwrap()
     }
 
     #[test]

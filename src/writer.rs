@@ -1,26 +1,34 @@
 //! The one writer: stages changes in an arena and commits them atomically.
 //!
-//! A commit runs in one redb write transaction:
+//! A commit, under the database's commit lock (which the background merger
+//! takes only for its short switch):
 //!
-//! 1. look up where every staged id lives now;
-//! 2. if the growing segment would reach the threshold, seal its live rows and
-//!    the staged rows — with the live rows of any segments the tiered merge
-//!    policy folds in — into a new segment: its column file and the HNSW links
-//!    file built over the same rows (each to a temporary name, synced, renamed),
-//!    then sync the directory; otherwise add the staged rows to the growing
-//!    segment's table;
-//! 3. record ids, tombstones, payloads and the new generation, and commit redb.
+//! 1. looks up where every staged id lives now (in the published state,
+//!    which under the lock is the manifest's last commit);
+//! 2. places the staged rows: into the growing segment, whose in-memory
+//!    graph they are inserted into; or, when they would overflow it, the
+//!    growing segment is first sealed (its rows and its graph written out as
+//!    a segment, nothing rebuilt) and they start a new one; or, as many as a
+//!    whole growing segment holds, they are written as a segment of their
+//!    own. A segment's files go to temporary names, are synced and renamed,
+//!    and the directory is synced;
+//! 3. records ids, tombstones, payloads, the growing rows and the new
+//!    generation in one redb transaction and commits it;
+//! 4. publishes the new state and wakes the merger.
 //!
-//! Step 3's redb commit is the commit point: a crash before it leaves at most
-//! an unnamed column file, which the next `open` removes. Only after it does
-//! the writer publish a new [`Snapshot`](crate::Snapshot).
+//! A commit never merges segments: the [merger](crate::merger) does that in
+//! the background. Step 3's redb commit is the commit point: a crash before
+//! it leaves at most files no manifest names, which the next `open` removes.
 
-use crate::db::DbInner;
 use crate::error::{Error, Result};
+use crate::growing::{GrowingView, NewRow};
+use crate::inner::DbInner;
 use crate::manifest::{Location, SegmentMeta, State, Update, GROWING_SEGMENT};
 use crate::merge;
+use crate::merger::Merger;
 use crate::segment::{self, Segment};
-use crate::snapshot::{prepare_vector, GrowingChunk, GrowingView, SealedView, SnapshotState};
+use crate::state::{SealedView, SnapshotState};
+use crate::vector::prepare_vector;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -57,12 +65,8 @@ pub struct CommitInfo {
     pub deleted: usize,
     /// The column file sealed by this commit, if any: (segment id, rows).
     pub sealed: Option<(u64, usize)>,
-    /// Segments retired because every row in them was deleted or replaced,
-    /// or because they were merged into the sealed segment.
+    /// Segments retired because every row in them was deleted or replaced.
     pub retired_segments: usize,
-    /// Segments merged into the sealed segment by the tiered merge policy
-    /// (see [`MERGE_FACTOR`](crate::MERGE_FACTOR)).
-    pub merged_segments: usize,
 }
 
 /// The database's one writer. Get it with [`Database::writer`](crate::Database::writer).
@@ -73,15 +77,18 @@ pub struct CommitInfo {
 #[derive(Debug)]
 pub struct Writer {
     pub(crate) db: Arc<DbInner>,
+    /// Keeps the merger running while the writer lives.
+    _merger: Arc<Merger>,
     staged: BTreeMap<u64, Staged>,
     /// Staged vectors, `dim` floats each, already normalised for cosine.
     arena: Vec<f32>,
 }
 
 impl Writer {
-    pub(crate) fn new(db: Arc<DbInner>) -> Writer {
+    pub(crate) fn new(db: Arc<DbInner>, merger: Arc<Merger>) -> Writer {
         Writer {
             db,
+            _merger: merger,
             staged: BTreeMap::new(),
             arena: Vec::new(),
         }
@@ -215,31 +222,37 @@ impl Writer {
         if self.db.failed.load(Ordering::Acquire) {
             return Err(Error::WriterFailed);
         }
-        let base = self.db.published.load();
         if self.staged.is_empty() {
             return Ok(CommitInfo {
-                generation: base.state.generation,
+                generation: self.db.published.load().state.generation,
                 upserted: 0,
                 deleted: 0,
                 sealed: None,
                 retired_segments: 0,
-                merged_segments: 0,
             });
         }
-        match self.commit_staged(&base) {
+        let db = self.db.clone();
+        let committed = {
+            let _commits = db.lock_commits();
+            self.commit_staged()
+        };
+        match committed {
             Ok(info) => {
                 self.rollback();
+                db.after_publish();
                 Ok(info)
             }
             Err(e) => {
-                self.db.failed.store(true, Ordering::Release);
+                db.failed.store(true, Ordering::Release);
                 Err(e)
             }
         }
     }
 
-    fn commit_staged(&mut self, base: &SnapshotState) -> Result<CommitInfo> {
+    /// The commit proper; the caller holds the commit lock.
+    fn commit_staged(&mut self) -> Result<CommitInfo> {
         let db = &*self.db;
+        let base = db.published.load();
         let dim = db.dim();
         let ids: Vec<u64> = self.staged.keys().copied().collect();
         let upserts: Vec<StagedRow<'_>> = self
@@ -255,25 +268,22 @@ impl Writer {
             })
             .collect();
         let deleted = ids.len() - upserts.len();
-        let mut outcome = None;
-        db.manifest.commit(&ids, |before| {
-            let plan = plan_commit(db, base, &ids, before, &upserts)?;
-            let update = plan.update(&upserts);
-            outcome = Some(plan);
-            Ok(update)
-        })?;
-        let plan = outcome
-            .ok_or_else(|| Error::corrupted(db.manifest.path(), "commit produced no plan"))?;
+        let before = ids
+            .iter()
+            .map(|&id| base.reader.location(id))
+            .collect::<Result<Vec<_>>>()?;
+        let plan = plan_commit(db, &base, &ids, &before, &upserts)?;
+        let update = plan.update(&upserts);
+        db.manifest.commit(&[], |_| Ok(update))?;
         let reader = db.manifest.reader()?;
         let info = CommitInfo {
             generation: plan.state.generation,
             upserted: upserts.len(),
             deleted,
-            sealed: plan.sealed.as_ref().map(|(s, _)| (s.id(), s.rows())),
+            sealed: plan.sealed.as_ref().map(|s| (s.segment.id(), s.segment.rows())),
             retired_segments: plan.retired.len(),
-            merged_segments: plan.merged,
         };
-        let state = plan.into_snapshot(base, &upserts, reader);
+        let state = plan.into_snapshot(&base, reader);
         db.published.publish(Arc::new(state));
         Ok(info)
     }
@@ -295,27 +305,39 @@ fn check_payload(payload: Option<&[u8]>) -> Result<()> {
     }
 }
 
-/// What one commit does, decided inside its redb transaction.
+/// A segment a commit wrote, with what the manifest records of it.
+struct Sealed {
+    segment: Arc<Segment>,
+    meta: SegmentMeta,
+    /// (id, row) of its live rows.
+    live: Vec<(u64, u64)>,
+    /// Its rows that are already deleted (a sealed growing segment's dead rows).
+    dead: Vec<u64>,
+    /// Whether it holds the growing segment's rows (which leave its table).
+    from_growing: bool,
+}
+
+/// What one commit does, decided before its redb transaction.
 struct Plan {
     state: State,
     /// Sealed rows that stop being live, by segment (segments that stay).
     tombstones: BTreeMap<u64, Vec<u64>>,
     /// Segments whose every row stops being live.
     retired: Vec<u64>,
-    /// Growing rows that stop being live.
+    /// Growing rows that stop being live (while they stay in its table).
     growing_removed: Vec<u64>,
     /// Ids deleted.
     deleted: Vec<u64>,
     /// Staged ids that were live before this commit (only those can have a
     /// payload to remove).
     existed: HashSet<u64>,
-    /// The segment this commit sealed, with the ids of its rows.
-    sealed: Option<(Arc<Segment>, SegmentMeta)>,
-    sealed_ids: Vec<u64>,
-    /// First growing row of the staged upserts, when they go to the growing segment.
-    first_growing_row: u64,
-    /// Segments folded into the sealed one (also listed in `retired`).
-    merged: usize,
+    /// The segment this commit wrote, if any.
+    sealed: Option<Sealed>,
+    /// The growing segment after this commit.
+    growing: GrowingView,
+    /// Growing rows this commit adds: (row, id) of each staged upsert placed
+    /// there, in staged order.
+    growing_added: Vec<(u64, u64)>,
 }
 
 fn plan_commit(
@@ -325,7 +347,6 @@ fn plan_commit(
     before: &[Option<Location>],
     upserts: &[StagedRow<'_>],
 ) -> Result<Plan> {
-    let dim = db.dim();
     let mut removed_sealed: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     let mut growing_removed = Vec::new();
     for loc in before.iter().flatten() {
@@ -363,79 +384,108 @@ fn plan_commit(
         generation: base.state.generation + 1,
         ..base.state
     };
-    let growing_after = base.growing.live - growing_removed.len() + upserts.len();
-    let mut plan = Plan {
+    let capacity = db.options.growing_threshold;
+    let mut growing = base.growing.clone();
+    growing.remove(&growing_removed);
+    let mut sealed = None;
+    let mut growing_added = Vec::new();
+    let scorer = db.scorer();
+    let params = db.graph_params();
+    if upserts.len() >= capacity {
+        // As many rows as a whole growing segment: a segment of their own.
+        let rows: Vec<(u64, &[f32])> = upserts.iter().map(|u| (u.id, u.vector)).collect();
+        let graph = merge::build_graph(&rows, scorer, &params);
+        sealed = Some(write_sealed(db, &mut state, &rows, &[], &graph, false)?);
+    } else {
+        if growing.room() < upserts.len() {
+            // They would overflow it: seal the growing segment as it is.
+            sealed = seal_growing(db, &mut state, &growing)?;
+            growing = GrowingView::empty(db.dim());
+        }
+        let first = state.next_growing_row;
+        let new: Vec<NewRow<'_>> = upserts
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (first + i as u64, u.id, u.vector))
+            .collect();
+        state.next_growing_row += upserts.len() as u64;
+        growing_added = new.iter().map(|&(row, id, _)| (row, id)).collect();
+        growing.append(&new, capacity, scorer, &params);
+        if sealed.is_none() && growing.room() == 0 {
+            // Full now: sealed with the rows just added.
+            sealed = seal_growing(db, &mut state, &growing)?;
+            growing = GrowingView::empty(db.dim());
+            growing_added.clear();
+        }
+    }
+    Ok(Plan {
         state,
         tombstones,
         retired,
         growing_removed,
         deleted,
         existed,
-        sealed: None,
-        sealed_ids: Vec::new(),
-        first_growing_row: state.next_growing_row,
-        merged: 0,
-    };
-    if growing_after >= db.options.growing_threshold {
-        let gone: HashSet<u64> = plan.growing_removed.iter().copied().collect();
-        let new_rows: Vec<(u64, &[f32])> = base
-            .growing
-            .live_rows(dim)
-            .filter(|(row, _, _)| !gone.contains(row))
-            .map(|(_, id, v)| (id, v))
-            .chain(upserts.iter().map(|u| (u.id, u.vector)))
-            .collect();
-        // Segments that fill a tier with the new one are folded into it.
-        let existing: Vec<(u64, usize)> = base
-            .segments
-            .iter()
-            .filter(|s| !plan.retired.contains(&s.segment.id()))
-            .map(|s| {
-                let id = s.segment.id();
-                (id, s.live - plan.tombstones.get(&id).map_or(0, Vec::len))
-            })
-            .collect();
-        let chosen = if db.options.auto_merge {
-            merge::choose(&existing, new_rows.len(), db.options.growing_threshold)
-        } else {
-            Vec::new()
-        };
-        let views: Vec<&SealedView> = base
-            .segments
-            .iter()
-            .filter(|s| chosen.contains(&s.segment.id()))
-            .collect();
-        let dropped: HashSet<(u64, u64)> = chosen
-            .iter()
-            .flat_map(|&s| {
-                let rows = plan.tombstones.remove(&s).unwrap_or_default();
-                rows.into_iter().map(move |r| (s, r))
-            })
-            .collect();
-        let mut rows = merge::live_rows(&views, &dropped)?;
-        rows.extend(new_rows);
-        plan.merged = chosen.len();
-        plan.retired.extend(chosen);
-        let id = state.next_segment_id;
-        state.next_segment_id += 1;
-        let meta = segment::write_segment(
-            &*db.vfs,
-            &db.dir,
-            id,
-            dim,
-            db.scorer(),
-            &db.graph_params(),
-            &rows,
-        )?;
-        let seg = Segment::open(db.vfs.clone(), &db.dir, id, &meta, dim, db.metric())?;
-        seg.mark_verified();
-        plan.sealed_ids = rows.iter().map(|r| r.0).collect();
-        plan.sealed = Some((Arc::new(seg), meta));
-    } else {
-        state.next_growing_row += upserts.len() as u64;
+        sealed,
+        growing,
+        growing_added,
+    })
+}
+
+/// Writes the growing segment's every row, and its graph, as a segment
+/// (`None` if no row of it is live).
+fn seal_growing(db: &DbInner, state: &mut State, growing: &GrowingView) -> Result<Option<Sealed>> {
+    if growing.live == 0 {
+        return Ok(None);
     }
-    plan.state = state;
-    Ok(plan)
+    let rows: Vec<(u64, &[f32])> = growing.nodes().map(|(_, id, v, _)| (id, v)).collect();
+    let dead: Vec<u64> = (0..rows.len())
+        .filter(|&n| growing.is_dead(n))
+        .map(|n| n as u64)
+        .collect();
+    let graph = growing.graph(db.scorer());
+    write_sealed(db, state, &rows, &dead, &graph, true).map(Some)
+}
+
+/// Writes `rows` and `graph` as a new segment, `dead` of its rows deleted.
+fn write_sealed(
+    db: &DbInner,
+    state: &mut State,
+    rows: &[(u64, &[f32])],
+    dead: &[u64],
+    graph: &crate::graph::Graph,
+    from_growing: bool,
+) -> Result<Sealed> {
+    let id = db.reserve_segment_id();
+    state.next_segment_id = state.next_segment_id.max(id + 1);
+    let meta = segment::write_segment(
+        &*db.vfs,
+        &db.dir,
+        id,
+        db.dim(),
+        db.metric(),
+        rows,
+        graph,
+        db.options.ef_construction,
+    )?;
+    let segment = Segment::open(db.vfs.clone(), &db.dir, id, &meta, db.dim(), db.metric())?;
+    segment.mark_verified();
+    let mut is_dead = vec![false; rows.len()];
+    for &d in dead {
+        is_dead[d as usize] = true;
+    }
+    let live = rows
+        .iter()
+        .enumerate()
+        .filter(|(row, _)| !is_dead[*row])
+        .map(|(row, &(user_id, _))| (user_id, row as u64))
+        .collect();
+    Ok(Sealed {
+        segment: Arc::new(segment),
+        meta,
+        live,
+        dead: dead.to_vec(),
+        from_growing,
+    })
 }
 
 impl Plan {
@@ -460,46 +510,32 @@ impl Plan {
                 None => {}
             }
         }
-        match &self.sealed {
-            Some((seg, meta)) => {
-                u.growing_cleared = true;
-                u.segments_added.push((seg.id(), *meta));
-                u.ids_set = self
-                    .sealed_ids
-                    .iter()
-                    .enumerate()
-                    .map(|(row, &id)| {
-                        let loc = Location {
-                            segment: seg.id(),
-                            row: row as u64,
-                        };
-                        (id, loc)
-                    })
-                    .collect();
-            }
-            None => {
-                u.growing_removed = self.growing_removed.clone();
-                for (i, &StagedRow { id, vector, .. }) in upserts.iter().enumerate() {
-                    let row = self.first_growing_row + i as u64;
-                    u.growing_added.push((row, id, vector));
-                    let loc = Location {
-                        segment: GROWING_SEGMENT,
-                        row,
-                    };
-                    u.ids_set.push((id, loc));
-                }
-            }
+        if let Some(s) = &self.sealed {
+            let id = s.segment.id();
+            u.segments_added.push((id, s.meta));
+            u.tombstones_added.extend(s.dead.iter().map(|&r| (id, r)));
+            u.ids_set.extend(s.live.iter().map(|&(user_id, row)| {
+                (user_id, Location { segment: id, row })
+            }));
+            u.growing_cleared = s.from_growing;
+        }
+        if !u.growing_cleared {
+            u.growing_removed = self.growing_removed.clone();
+        }
+        let vectors: BTreeMap<u64, &'a [f32]> = upserts.iter().map(|r| (r.id, r.vector)).collect();
+        for &(row, id) in &self.growing_added {
+            u.growing_added.push((row, id, vectors[&id]));
+            let loc = Location {
+                segment: GROWING_SEGMENT,
+                row,
+            };
+            u.ids_set.push((id, loc));
         }
         u
     }
 
-    /// The snapshot after this plan's commit, built from the one before it.
-    fn into_snapshot(
-        self,
-        base: &SnapshotState,
-        upserts: &[StagedRow<'_>],
-        reader: crate::manifest::Reader,
-    ) -> SnapshotState {
+    /// The state after this plan's commit, built from the one before it.
+    fn into_snapshot(self, base: &SnapshotState, reader: crate::manifest::Reader) -> SnapshotState {
         let mut segments: Vec<SealedView> = Vec::with_capacity(base.segments.len() + 1);
         for view in &base.segments {
             let id = view.segment.id();
@@ -509,42 +545,14 @@ impl Plan {
             }
             let mut view = view.clone();
             if let Some(rows) = self.tombstones.get(&id) {
-                let deleted = Arc::make_mut(&mut view.deleted);
-                for &row in rows {
-                    if deleted.insert(row as usize) {
-                        view.live -= 1;
-                    }
-                }
+                view.delete(rows);
             }
             segments.push(view);
         }
-        let growing = match self.sealed {
-            Some((seg, _)) => {
-                segments.push(SealedView::fresh(seg));
-                GrowingView::default()
-            }
-            None => {
-                let mut growing = base.growing.clone();
-                if !self.growing_removed.is_empty() {
-                    let dead = Arc::make_mut(&mut growing.dead);
-                    dead.extend(self.growing_removed.iter().copied());
-                    growing.live -= self.growing_removed.len();
-                }
-                if !upserts.is_empty() {
-                    let n = upserts.len() as u64;
-                    growing.chunks.push(Arc::new(GrowingChunk {
-                        rows: (self.first_growing_row..self.first_growing_row + n).collect(),
-                        ids: upserts.iter().map(|u| u.id).collect(),
-                        vectors: upserts
-                            .iter()
-                            .flat_map(|u| u.vector.iter().copied())
-                            .collect(),
-                    }));
-                    growing.live += upserts.len();
-                }
-                growing
-            }
-        };
-        base.successor(self.state, segments, growing, reader)
+        if let Some(s) = self.sealed {
+            let at = segments.partition_point(|v| v.segment.id() < s.segment.id());
+            segments.insert(at, SealedView::with_deleted(s.segment, &s.dead));
+        }
+        base.successor(self.state, segments, self.growing, reader)
     }
 }

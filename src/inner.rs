@@ -1,0 +1,219 @@
+//! The shared state behind every handle of one open database: the writer,
+//! the merger and every snapshot reach the manifest, the files and the
+//! published state through it.
+
+use crate::fs::{LockGuard, Vfs};
+use crate::graph::GraphParams;
+use crate::kernels::Kernels;
+use crate::manifest::Manifest;
+use crate::options::{Metric, Options, Scorer};
+use crate::publish::Published;
+use crate::query_stats::QueryStats;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// The shared state behind every clone of a [`Database`](crate::Database),
+/// its writer, its merger and its snapshots.
+#[derive(Debug)]
+pub(crate) struct DbInner {
+    pub(crate) published: Published,
+    pub(crate) manifest: Manifest,
+    pub(crate) dir: PathBuf,
+    pub(crate) vfs: Arc<dyn Vfs>,
+    pub(crate) options: Options,
+    pub(crate) kernels: &'static Kernels,
+    /// A [`Writer`](crate::Writer) exists.
+    pub(crate) writer_taken: AtomicBool,
+    /// A commit failed part way: refuse further commits until reopened.
+    pub(crate) failed: AtomicBool,
+    /// Searches counted by every snapshot of this handle.
+    pub(crate) queries: Arc<QueryStats>,
+    /// Held by whoever changes the manifest and publishes: a commit, a
+    /// compaction, or the merger's short switch.
+    commit_lock: Mutex<()>,
+    /// The next segment id to hand out. The writer and the merger both write
+    /// segments; ids are reserved here, before their files are written, and
+    /// the manifest's counter is raised past them when they commit.
+    next_segment_id: AtomicU64,
+    /// Tells the merger there may be work.
+    pub(crate) merge_work: Arc<WorkSignal>,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl DbInner {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        published: Published,
+        manifest: Manifest,
+        dir: PathBuf,
+        vfs: Arc<dyn Vfs>,
+        options: Options,
+        kernels: &'static Kernels,
+        next_segment_id: u64,
+        lock: Box<dyn LockGuard>,
+    ) -> DbInner {
+        DbInner {
+            published,
+            manifest,
+            dir,
+            vfs,
+            options,
+            kernels,
+            writer_taken: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            queries: Arc::default(),
+            commit_lock: Mutex::new(()),
+            next_segment_id: AtomicU64::new(next_segment_id),
+            merge_work: Arc::default(),
+            _lock: lock,
+        }
+    }
+
+    pub(crate) fn dim(&self) -> usize {
+        self.options.dim
+    }
+
+    pub(crate) fn metric(&self) -> Metric {
+        self.options.metric
+    }
+
+    pub(crate) fn scorer(&self) -> Scorer {
+        Scorer {
+            metric: self.options.metric,
+            kernels: self.kernels,
+        }
+    }
+
+    pub(crate) fn graph_params(&self) -> GraphParams {
+        self.options.graph_params()
+    }
+
+    /// Takes the commit lock: the manifest and the published state change
+    /// only under it.
+    pub(crate) fn lock_commits(&self) -> MutexGuard<'_, ()> {
+        self.commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A segment id no other segment of this database has or will get.
+    pub(crate) fn reserve_segment_id(&self) -> u64 {
+        self.next_segment_id.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Closes everything but the manifest and the directory lock, for a
+    /// caller that still has to work on the manifest file alone.
+    pub(crate) fn into_manifest(self) -> (Manifest, Box<dyn LockGuard>) {
+        let DbInner {
+            published,
+            manifest,
+            _lock,
+            ..
+        } = self;
+        drop(published);
+        (manifest, _lock)
+    }
+
+    /// Drops what readers no longer hold, then tells the merger to look.
+    pub(crate) fn after_publish(&self) {
+        self.published.reclaim();
+        self.merge_work.notify();
+    }
+}
+
+/// A wake-up flag with a condition variable: the writer raises it after each
+/// commit, the merger sleeps on it; `wait_idle` lets a caller wait until the
+/// merger has nothing left to do.
+#[derive(Debug, Default)]
+pub(crate) struct WorkSignal {
+    state: Mutex<SignalState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SignalState {
+    /// Work may be waiting.
+    pending: bool,
+    /// The merger is working.
+    busy: bool,
+    /// The merger must stop.
+    stop: bool,
+    /// A merger thread runs.
+    running: bool,
+}
+
+/// What the merger should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    Work,
+    Idle,
+    Stop,
+}
+
+impl WorkSignal {
+    fn lock(&self) -> MutexGuard<'_, SignalState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// There may be work.
+    pub(crate) fn notify(&self) {
+        self.lock().pending = true;
+        self.changed.notify_all();
+    }
+
+    /// The merger must stop (and waiters stop waiting for it).
+    pub(crate) fn stop(&self) {
+        self.lock().stop = true;
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.lock().stop
+    }
+
+    /// Marks the merger thread started or ended.
+    pub(crate) fn set_running(&self, running: bool) {
+        let mut s = self.lock();
+        s.running = running;
+        s.busy &= running;
+        drop(s);
+        self.changed.notify_all();
+    }
+
+    /// The merger waits up to `timeout` for work; on `Work` it is busy until
+    /// the next call.
+    pub(crate) fn wait_for_work(&self, timeout: Duration) -> Wake {
+        let mut s = self.lock();
+        s.busy = false;
+        self.changed.notify_all();
+        if !s.pending && !s.stop {
+            s = self
+                .changed
+                .wait_timeout(s, timeout)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if s.stop {
+            return Wake::Stop;
+        }
+        if std::mem::take(&mut s.pending) {
+            s.busy = true;
+            return Wake::Work;
+        }
+        Wake::Idle
+    }
+
+    /// Blocks until no work is pending and the merger is not working (at
+    /// once if no merger runs).
+    pub(crate) fn wait_idle(&self) {
+        let mut s = self.lock();
+        while s.running && !s.stop && (s.pending || s.busy) {
+            s = self
+                .changed
+                .wait(s)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}

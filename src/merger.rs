@@ -1,0 +1,289 @@
+//! The background merger: one thread per open database that merges sealed
+//! segments as the [policy](crate::merge) picks them, off the commit path.
+//!
+//! A merge reads only immutable sealed segments of the state published when
+//! it starts, writes the merged segment's files through the durable path
+//! (temporary name, fsync, rename, directory fsync) without any lock, and
+//! then *switches*: under the commit lock, it checks that its inputs are all
+//! still live, carries over the deletes and replacements that committed
+//! while it ran (a source row deleted now is a deleted row of the merged
+//! segment), and commits one short manifest transaction that swaps the
+//! inputs for the merged segment. Readers never wait; the writer waits only
+//! for the switch. A crash before the switch's redb commit leaves files no
+//! manifest names (removed at the next open); after it, the merged state.
+//!
+//! Dropping the last [`Database`](crate::Database) handle stops the merger:
+//! a merge in progress is cancelled between graph insertions and its files,
+//! if any, are removed.
+
+use crate::calibrate;
+use crate::error::{Error, Result};
+use crate::inner::{DbInner, Wake};
+use crate::manifest::{Location, Update};
+use crate::merge;
+use crate::segment::{self, Segment};
+use crate::state::SealedView;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long the merger sleeps without news before it reclaims unused states.
+const IDLE_WAKE: Duration = Duration::from_millis(500);
+
+/// The merger thread of one database; stops it when dropped.
+#[derive(Debug)]
+pub(crate) struct Merger {
+    inner: Arc<DbInner>,
+    cancel: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The last merge error, for [`Merger::last_error`].
+    error: Arc<Mutex<Option<Error>>>,
+}
+
+impl Merger {
+    /// Starts the merger thread of `inner` (or none if `auto_merge` is off).
+    pub(crate) fn start(inner: Arc<DbInner>) -> Result<Merger> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let error: Arc<Mutex<Option<Error>>> = Arc::default();
+        let thread = if inner.options.auto_merge {
+            let (db, stop, err) = (inner.clone(), cancel.clone(), error.clone());
+            inner.merge_work.set_running(true);
+            let spawned = std::thread::Builder::new()
+                .name("quiver-merger".into())
+                .spawn(move || run(&db, &stop, &err));
+            match spawned {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    inner.merge_work.set_running(false);
+                    return Err(Error::io(&inner.dir, e));
+                }
+            }
+        } else {
+            None
+        };
+        inner.merge_work.notify();
+        Ok(Merger {
+            inner,
+            cancel,
+            thread: Mutex::new(thread),
+            error,
+        })
+    }
+
+    /// Blocks until the merger has nothing left to do.
+    pub(crate) fn wait_idle(&self) {
+        self.inner.merge_work.wait_idle();
+    }
+
+    /// The error of the last merge that failed, if any (a failed merge
+    /// changes nothing; the next commit tries again).
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(ToString::to_string)
+    }
+}
+
+impl Drop for Merger {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Release);
+        self.inner.merge_work.stop();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(db: &DbInner, cancel: &AtomicBool, error: &Mutex<Option<Error>>) {
+    // Segments whose calibration was tried (and needs no second try).
+    let mut calibrated = HashSet::new();
+    loop {
+        match db.merge_work.wait_for_work(IDLE_WAKE) {
+            Wake::Stop => break,
+            Wake::Idle => db.published.reclaim(),
+            Wake::Work => loop {
+                if cancel.load(Ordering::Acquire) {
+                    break;
+                }
+                let step = match merge_once(db, cancel) {
+                    Ok(false) => calibrate_once(db, &mut calibrated),
+                    other => other,
+                };
+                match step {
+                    Ok(true) => db.published.reclaim(),
+                    Ok(false) => break,
+                    Err(e) => {
+                        *error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                        break;
+                    }
+                }
+            },
+        }
+    }
+    db.merge_work.set_running(false);
+}
+
+/// Runs one merge if the policy picks one; returns whether it did.
+pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
+    if db.failed.load(Ordering::Acquire) {
+        return Ok(false);
+    }
+    let base = db.published.load();
+    let sizes: Vec<(u64, usize, usize)> = base
+        .segments
+        .iter()
+        .map(|s| (s.segment.id(), s.segment.rows(), s.live))
+        .collect();
+    let Some(inputs) = merge::choose(&sizes, merge::MAX_SEGMENT_ROWS) else {
+        return Ok(false);
+    };
+    let views: Vec<&SealedView> = base
+        .segments
+        .iter()
+        .filter(|s| inputs.contains(&s.segment.id()))
+        .collect();
+    let params = db.graph_params();
+    let Some(merged) = merge::merge_rows(&views, db.scorer(), &params, cancel)? else {
+        return Ok(false);
+    };
+    let id = db.reserve_segment_id();
+    let meta = segment::write_segment(
+        &*db.vfs,
+        &db.dir,
+        id,
+        db.dim(),
+        db.metric(),
+        &merged.rows,
+        &merged.graph,
+        params.ef_construction,
+    )?;
+    let seg = Arc::new(Segment::open(
+        db.vfs.clone(),
+        &db.dir,
+        id,
+        &meta,
+        db.dim(),
+        db.metric(),
+    )?);
+    seg.mark_verified();
+    // The switch.
+    let _commits = db.lock_commits();
+    let current = db.published.load();
+    let still_live = inputs.iter().all(|&i| current.segment(i).is_some());
+    if !still_live || cancel.load(Ordering::Acquire) || db.failed.load(Ordering::Acquire) {
+        // A compaction replaced an input meanwhile, or the database closes:
+        // the merged files are named by no manifest.
+        seg.retire();
+        return Ok(still_live);
+    }
+    let mut dead = Vec::new();
+    let mut ids_set = Vec::with_capacity(merged.rows.len());
+    for (row, (&(source, source_row), &(user_id, _))) in
+        merged.sources.iter().zip(&merged.rows).enumerate()
+    {
+        let gone = current
+            .segment(source)
+            .is_none_or(|v| v.deleted.contains(source_row as usize));
+        if gone {
+            dead.push(row as u64);
+        } else {
+            let loc = Location {
+                segment: id,
+                row: row as u64,
+            };
+            ids_set.push((user_id, loc));
+        }
+    }
+    let mut state = current.state;
+    state.generation += 1;
+    state.next_segment_id = state.next_segment_id.max(id + 1);
+    let update = Update {
+        ids_set,
+        tombstones_added: dead.iter().map(|&r| (id, r)).collect(),
+        segments_added: vec![(id, meta)],
+        segments_removed: inputs.clone(),
+        state,
+        ..Update::default()
+    };
+    if let Err(e) = db.manifest.commit(&[], |_| Ok(update)) {
+        // As after a failed commit: the manifest may or may not hold the
+        // switch, so refuse further commits until reopened.
+        db.failed.store(true, Ordering::Release);
+        return Err(e);
+    }
+    let reader = db.manifest.reader()?;
+    let mut segments: Vec<SealedView> = Vec::with_capacity(current.segments.len());
+    for view in &current.segments {
+        if inputs.contains(&view.segment.id()) {
+            view.segment.retire();
+        } else {
+            segments.push(view.clone());
+        }
+    }
+    let at = segments.partition_point(|s| s.segment.id() < id);
+    segments.insert(at, SealedView::with_deleted(seg, &dead));
+    let next = current.successor(state, segments, current.growing.clone(), reader);
+    db.published.publish(Arc::new(next));
+    Ok(true)
+}
+
+/// Measures the recall curve of one segment that has none yet and records
+/// it; returns whether it did. Segments in `tried` are skipped (a segment
+/// too small to need a curve is tried once).
+fn calibrate_once(db: &DbInner, tried: &mut HashSet<u64>) -> Result<bool> {
+    if db.failed.load(Ordering::Acquire) {
+        return Ok(false);
+    }
+    let base = db.published.load();
+    let Some(view) = base
+        .segments
+        .iter()
+        .find(|s| s.calibration.is_none() && !tried.contains(&s.segment.id()))
+    else {
+        return Ok(false);
+    };
+    let id = view.segment.id();
+    tried.insert(id);
+    let Some(curve) = calibrate::calibrate(&view.segment, &view.deleted, db.scorer()) else {
+        return Ok(true);
+    };
+    let _commits = db.lock_commits();
+    let current = db.published.load();
+    if current.segment(id).is_none() || db.failed.load(Ordering::Acquire) {
+        return Ok(true);
+    }
+    let update = Update {
+        calibrations_set: vec![(id, curve.encode())],
+        state: current.state,
+        ..Update::default()
+    };
+    if let Err(e) = db.manifest.commit(&[], |_| Ok(update)) {
+        db.failed.store(true, Ordering::Release);
+        return Err(e);
+    }
+    let reader = db.manifest.reader()?;
+    let curve = Arc::new(curve);
+    let segments = current
+        .segments
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if s.segment.id() == id {
+                s.calibration = Some(curve.clone());
+            }
+            s
+        })
+        .collect();
+    let next = current.successor(current.state, segments, current.growing.clone(), reader);
+    db.published.publish(Arc::new(next));
+    Ok(true)
+}

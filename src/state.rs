@@ -1,0 +1,136 @@
+//! The state of one committed generation: what a snapshot reads. Immutable
+//! once published; a commit or a merge builds the next one from it.
+
+use crate::bitset::Bitset;
+use crate::calibrate::{Calibration, DEFAULT_TARGET_RECALL};
+use crate::growing::GrowingView;
+use crate::manifest::{Reader, State};
+use crate::options::{Metric, Scorer, DEFAULT_EF_SEARCH};
+use crate::segment::Segment;
+use std::sync::Arc;
+
+/// A sealed segment as one snapshot sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedView {
+    pub(crate) segment: Arc<Segment>,
+    pub(crate) deleted: Arc<Bitset>,
+    pub(crate) live: usize,
+    /// The segment's measured recall per `ef`, once the merger measured it.
+    pub(crate) calibration: Option<Arc<Calibration>>,
+}
+
+impl SealedView {
+    /// A segment just written: every row live.
+    pub(crate) fn fresh(segment: Arc<Segment>) -> SealedView {
+        let rows = segment.rows();
+        SealedView {
+            deleted: Arc::new(Bitset::new(rows)),
+            live: rows,
+            segment,
+            calibration: None,
+        }
+    }
+
+    /// A segment just written with `dead` rows already deleted.
+    pub(crate) fn with_deleted(segment: Arc<Segment>, dead: &[u64]) -> SealedView {
+        let mut view = SealedView::fresh(segment);
+        view.delete(dead);
+        view
+    }
+
+    /// Marks `rows` deleted (copy on write).
+    pub(crate) fn delete(&mut self, rows: &[u64]) {
+        if rows.is_empty() {
+            return;
+        }
+        let deleted = Arc::make_mut(&mut self.deleted);
+        for &row in rows {
+            if deleted.insert(row as usize) {
+                self.live -= 1;
+            }
+        }
+    }
+
+    /// Share of the rows that are deleted or replaced.
+    pub(crate) fn dead_share(&self) -> f64 {
+        let rows = self.segment.rows();
+        if rows == 0 {
+            return 0.0;
+        }
+        (rows - self.live) as f64 / rows as f64
+    }
+}
+
+/// The state of one committed generation.
+#[derive(Debug)]
+pub(crate) struct SnapshotState {
+    /// The manifest counters as of this commit.
+    pub(crate) state: State,
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    /// Live sealed segments, sorted by id.
+    pub(crate) segments: Vec<SealedView>,
+    pub(crate) growing: GrowingView,
+    /// A redb read transaction on this commit, for point lookups.
+    pub(crate) reader: Reader,
+    pub(crate) scorer: Scorer,
+    /// The `ef` of a search that names none, if the options set one;
+    /// otherwise each segment's calibrated `ef` is used.
+    pub(crate) ef_search: Option<usize>,
+}
+
+impl SnapshotState {
+    /// Live rows.
+    pub(crate) fn len(&self) -> usize {
+        self.segments.iter().map(|s| s.live).sum::<usize>() + self.growing.live
+    }
+
+    /// The state a commit makes from this one: what changed, and this
+    /// state's dimension, metric, kernels and default `ef`.
+    pub(crate) fn successor(
+        &self,
+        state: State,
+        segments: Vec<SealedView>,
+        growing: GrowingView,
+        reader: Reader,
+    ) -> SnapshotState {
+        SnapshotState {
+            state,
+            dim: self.dim,
+            metric: self.metric,
+            segments,
+            growing,
+            reader,
+            scorer: self.scorer,
+            ef_search: self.ef_search,
+        }
+    }
+
+    /// The `ef` that reaches `target` recall on segment `s`: its calibrated
+    /// one, or the database's default before it is calibrated.
+    pub(crate) fn ef_for(&self, s: Option<&SealedView>, target: Option<f64>) -> usize {
+        let calibration = match s {
+            Some(s) => s.calibration.as_deref(),
+            // The growing segment: as the largest calibrated segment.
+            None => self
+                .segments
+                .iter()
+                .filter(|s| s.calibration.is_some())
+                .max_by_key(|s| s.live)
+                .and_then(|s| s.calibration.as_deref()),
+        };
+        match (self.ef_search, calibration, target) {
+            (Some(ef), _, None) => ef,
+            (_, Some(c), target) => c.ef_for(target.unwrap_or(DEFAULT_TARGET_RECALL)),
+            (_, None, _) => self.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
+        }
+    }
+
+    /// The live sealed segment `id`.
+    pub(crate) fn segment(&self, id: u64) -> Option<&SealedView> {
+        self.segments
+            .binary_search_by_key(&id, |s| s.segment.id())
+            .ok()
+            .map(|i| &self.segments[i])
+    }
+}
