@@ -1,29 +1,32 @@
 //! Criterion: building the HNSW graph of a sealed segment (10k x 128
-//! clustered rows, m = 16, ef_construction = 200) with all cores.
+//! clustered rows, m = 16, ef_construction = 200) with all cores; and a merge
+//! of a 40k-row segment with 10k more rows (32 dimensions, to keep it short),
+//! by extending the big segment's graph against rebuilding it whole.
 //!
 //! `cargo bench --bench build`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use quiver::graph::{build, GraphParams, Rows};
+use quiver::graph::{build, extend, GraphParams, GraphView, Rows};
 use quiver::synth;
 use std::hint::black_box;
 
 const ROWS: usize = 10_000;
 const DIM: usize = 128;
 
-struct Packed(Vec<f32>);
+/// Packed rows of one dimension.
+struct Packed(Vec<f32>, usize);
 
 impl Rows for Packed {
     fn len(&self) -> usize {
-        self.0.len() / DIM
+        self.0.len() / self.1
     }
     fn row(&self, i: u32) -> &[f32] {
-        &self.0[i as usize * DIM..(i as usize + 1) * DIM]
+        &self.0[i as usize * self.1..(i as usize + 1) * self.1]
     }
 }
 
 fn graph_build(c: &mut Criterion) {
-    let rows = Packed(synth::clustered(ROWS, DIM, 100, 0.15, 42));
+    let rows = Packed(synth::clustered(ROWS, DIM, 100, 0.15, 42), DIM);
     let kernels = quiver::kernels::select();
     let dist = |a: &[f32], b: &[f32]| kernels.l2_squared(a, b);
     let mut group = c.benchmark_group("build");
@@ -34,5 +37,33 @@ fn graph_build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, graph_build);
+fn graph_merge(c: &mut Criterion) {
+    const BIG: usize = 40_000;
+    const NEW: usize = 10_000;
+    const MERGE_DIM: usize = 32;
+    let data = synth::clustered(BIG + NEW, MERGE_DIM, 100, 0.15, 42);
+    let big = Packed(data[..BIG * MERGE_DIM].to_vec(), MERGE_DIM);
+    let all = Packed(data, MERGE_DIM);
+    let kernels = quiver::kernels::select();
+    let dist = |a: &[f32], b: &[f32]| kernels.l2_squared(a, b);
+    let params = GraphParams::default();
+    // The big segment's links file, 8-byte aligned as a mapping would be.
+    let encoded = build(&big, &dist, &params).encode();
+    let mut words = vec![0u64; encoded.len().div_ceil(8)];
+    bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..encoded.len()].copy_from_slice(&encoded);
+    let bytes = &bytemuck::cast_slice::<u64, u8>(&words)[..encoded.len()];
+    let view = GraphView::decode(bytes).expect("just encoded");
+
+    let mut group = c.benchmark_group("merge_40k_plus_10k_x_32");
+    group.sample_size(10);
+    group.bench_function("extend", |b| {
+        b.iter(|| black_box(extend(&view, &all, &dist, &params, None)))
+    });
+    group.bench_function("full_rebuild", |b| {
+        b.iter(|| black_box(build(&all, &dist, &params)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, graph_build, graph_merge);
 criterion_main!(benches);

@@ -34,11 +34,6 @@ impl Bitset {
             None => false,
         }
     }
-
-    /// Number of set bits.
-    pub(crate) fn count(&self) -> usize {
-        self.words.iter().map(|w| w.count_ones() as usize).sum()
-    }
 }
 
 #[cfg(test)]
@@ -54,6 +49,5 @@ mod tests {
         assert!(!b.contains(128));
         assert!(!b.contains(1000));
         assert!(!b.insert(1000));
-        assert_eq!(b.count(), 1);
     }
 }

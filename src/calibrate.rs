@@ -25,12 +25,12 @@
 //!  2+4n     4  crc32           of bytes [0, 2+4n)
 //! ```
 
+use crate::bitset::Bitset;
 use crate::graph;
 use crate::options::Scorer;
-use crate::search::TopK;
-use crate::bitset::Bitset;
+use crate::rng::SplitMix64;
 use crate::segment::Segment;
-use crate::synth::SplitMix64;
+use crate::topk::TopK;
 use rayon::prelude::*;
 
 /// Recall@k that a calibration measures.

@@ -12,10 +12,11 @@ use crate::manifest::{Manifest, StoredConfig};
 use crate::merger::Merger;
 use crate::options::{Metric, Options, Scorer};
 use crate::publish::Published;
-use crate::search::{Hit, SearchParams};
+use crate::search::SearchParams;
 use crate::segment::Segment;
 use crate::snapshot::{Record, Snapshot};
 use crate::state::{SealedView, SnapshotState};
+use crate::topk::Hit;
 use crate::writer::Writer;
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashSet};
@@ -73,6 +74,12 @@ pub struct Stats {
     pub segments: usize,
     /// Live rows in the growing segment (stored in the manifest).
     pub growing_rows: usize,
+    /// Rows appended to the growing segment since it was last sealed,
+    /// deleted ones included: what counts against
+    /// [`Options::growing_threshold`].
+    pub growing_appended: usize,
+    /// Background merges switched in since this handle was opened.
+    pub merges: u64,
     /// Bytes of all column files.
     pub column_bytes: u64,
     /// Bytes of all links (graph) files.
@@ -433,6 +440,8 @@ impl Database {
                 .sum(),
             segments: snap.segments.len(),
             growing_rows: snap.growing.live,
+            growing_appended: snap.growing.appended(),
+            merges: inner.merges.load(Ordering::Acquire),
             column_bytes,
             links_bytes,
             manifest_bytes,
@@ -450,6 +459,22 @@ impl Database {
     /// need to wait.
     pub fn wait_for_merges(&self) {
         self.merger.wait_idle();
+    }
+
+    /// Runs, on the calling thread, every merge the merge policy wants for
+    /// the current state (and measures the default `ef` of new segments);
+    /// returns how many merges it switched in. With
+    /// [`Options::auto_merge`] off this is how merges happen when the
+    /// application chooses; with it on, the background merger does the same
+    /// work on its own.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if a segment to merge fails its checksums (nothing
+    /// is changed then); [`Error::Io`]. After an I/O error in the switch's
+    /// manifest commit the database refuses further commits until reopened,
+    /// as after a failed [`Writer::commit`].
+    pub fn merge_pending(&self) -> Result<usize> {
+        self.merger.run_now()
     }
 
     /// The error of the last background merge that failed, if one did (a
@@ -666,7 +691,7 @@ fn load_snapshot(
         &rows,
         options.growing_threshold,
         scorer,
-        &options.graph_params(),
+        &crate::inner::graph_params(options),
     );
     Ok(SnapshotState {
         state: loaded.state,

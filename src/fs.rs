@@ -13,7 +13,7 @@
 //! opened for writing again; Quiver only maps it read-only and eventually removes
 //! it. That is what makes reading mapped files in place sound.
 
-use crate::synth::SplitMix64;
+use crate::rng::SplitMix64;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io;

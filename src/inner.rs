@@ -39,6 +39,8 @@ pub(crate) struct DbInner {
     next_segment_id: AtomicU64,
     /// Tells the merger there may be work.
     pub(crate) merge_work: Arc<WorkSignal>,
+    /// Background merges switched in since the database was opened.
+    pub(crate) merges: AtomicU64,
     _lock: Box<dyn LockGuard>,
 }
 
@@ -67,6 +69,7 @@ impl DbInner {
             commit_lock: Mutex::new(()),
             next_segment_id: AtomicU64::new(next_segment_id),
             merge_work: Arc::default(),
+            merges: AtomicU64::new(0),
             _lock: lock,
         }
     }
@@ -87,7 +90,7 @@ impl DbInner {
     }
 
     pub(crate) fn graph_params(&self) -> GraphParams {
-        self.options.graph_params()
+        graph_params(&self.options)
     }
 
     /// Takes the commit lock: the manifest and the published state change
@@ -120,6 +123,15 @@ impl DbInner {
     pub(crate) fn after_publish(&self) {
         self.published.reclaim();
         self.merge_work.notify();
+    }
+}
+
+/// The graph build parameters `options` give.
+pub(crate) fn graph_params(options: &Options) -> GraphParams {
+    GraphParams {
+        m: options.m,
+        ef_construction: options.ef_construction,
+        ..GraphParams::default()
     }
 }
 
@@ -169,10 +181,6 @@ impl WorkSignal {
         self.changed.notify_all();
     }
 
-    pub(crate) fn stopping(&self) -> bool {
-        self.lock().stop
-    }
-
     /// Marks the merger thread started or ended.
     pub(crate) fn set_running(&self, running: bool) {
         let mut s = self.lock();
@@ -210,10 +218,7 @@ impl WorkSignal {
     pub(crate) fn wait_idle(&self) {
         let mut s = self.lock();
         while s.running && !s.stop && (s.pending || s.busy) {
-            s = self
-                .changed
-                .wait(s)
-                .unwrap_or_else(PoisonError::into_inner);
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
     }
 }

@@ -56,11 +56,13 @@ mod merger;
 mod options;
 mod publish;
 mod query_stats;
+mod rng;
 mod search;
 mod segment;
 mod snapshot;
 mod state;
 pub mod synth;
+mod topk;
 mod vector;
 mod writer;
 
@@ -69,11 +71,11 @@ mod writer;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use calibrate::DEFAULT_TARGET_RECALL;
 pub use compact::{compact, compact_with_progress, CompactOptions, CompactReport, PlannedSegment};
 pub use db::{Database, Stats};
 pub use error::{Error, Result};
 pub use format::FORMAT_VERSION;
-pub use calibrate::DEFAULT_TARGET_RECALL;
 pub use merge::{MAX_SEGMENT_ROWS, MERGE_RATIO, VACUUM_SHARE};
 pub use options::{
     Metric, Options, DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_GROWING_THRESHOLD,
@@ -81,6 +83,7 @@ pub use options::{
 };
 #[doc(hidden)]
 pub use query_stats::QueryStats;
-pub use search::{Hit, SearchParams};
+pub use search::SearchParams;
 pub use snapshot::{Record, Snapshot};
+pub use topk::Hit;
 pub use writer::{CommitInfo, Writer, MAX_PAYLOAD};

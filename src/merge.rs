@@ -117,8 +117,6 @@ pub(crate) struct Merged<'a> {
     /// Where each row comes from: (segment, row).
     pub(crate) sources: Vec<(u64, u64)>,
     pub(crate) graph: Graph,
-    /// Whether the largest input's graph was reused.
-    pub(crate) extended: bool,
 }
 
 /// Gathers the rows of merging `views` and their graph: the largest input's
@@ -180,7 +178,6 @@ pub(crate) fn merge_rows<'a>(
         rows,
         sources,
         graph,
-        extended: reuse.is_some(),
     }))
 }
 
@@ -226,7 +223,10 @@ mod tests {
 
     #[test]
     fn a_segment_mostly_deleted_is_vacuumed_alone() {
-        assert_eq!(choose(&[(1, 100, 70), (2, 10_000, 10_000)], 1 << 20), Some(vec![1]));
+        assert_eq!(
+            choose(&[(1, 100, 70), (2, 10_000, 10_000)], 1 << 20),
+            Some(vec![1])
+        );
         assert_eq!(choose(&[(1, 100, 90), (2, 10_000, 10_000)], 1 << 20), None);
     }
 }

@@ -72,6 +72,22 @@ impl Merger {
         })
     }
 
+    /// Runs every merge (and calibration) the policy wants now, on the
+    /// calling thread; returns how many merges it switched in.
+    pub(crate) fn run_now(&self) -> Result<usize> {
+        let mut tried = HashSet::new();
+        let never = AtomicBool::new(false);
+        let mut merges = 0;
+        loop {
+            if merge_once(&self.inner, &never)? {
+                merges += 1;
+            } else if !calibrate_once(&self.inner, &mut tried)? {
+                self.inner.published.reclaim();
+                return Ok(merges);
+            }
+        }
+    }
+
     /// Blocks until the merger has nothing left to do.
     pub(crate) fn wait_idle(&self) {
         self.inner.merge_work.wait_idle();
@@ -203,8 +219,9 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
             ids_set.push((user_id, loc));
         }
     }
+    // A merge changes no row: the generation, which counts commits that
+    // change data, stays.
     let mut state = current.state;
-    state.generation += 1;
     state.next_segment_id = state.next_segment_id.max(id + 1);
     let update = Update {
         ids_set,
@@ -233,6 +250,7 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
     segments.insert(at, SealedView::with_deleted(seg, &dead));
     let next = current.successor(state, segments, current.growing.clone(), reader);
     db.published.publish(Arc::new(next));
+    db.merges.fetch_add(1, Ordering::AcqRel);
     Ok(true)
 }
 

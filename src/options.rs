@@ -1,7 +1,6 @@
 //! What a database is created with ([`Options`]) and how it measures distance ([`Metric`]).
 
 use crate::error::{Error, Result};
-use crate::graph::GraphParams;
 use crate::kernels::Kernels;
 use std::fmt;
 
@@ -211,15 +210,6 @@ impl Options {
     /// The metric.
     pub fn metric(&self) -> Metric {
         self.metric
-    }
-
-    /// The graph build parameters these options give.
-    pub(crate) fn graph_params(&self) -> GraphParams {
-        GraphParams {
-            m: self.m,
-            ef_construction: self.ef_construction,
-            ..GraphParams::default()
-        }
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

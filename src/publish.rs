@@ -69,7 +69,10 @@ impl Published {
     /// on the writer's and the merger's threads, never on a reader's.
     pub(crate) fn reclaim(&self) {
         let unused: Vec<Arc<SnapshotState>> = {
-            let mut graveyard = self.graveyard.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut graveyard = self
+                .graveyard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let (unused, kept) = std::mem::take(&mut *graveyard)
                 .into_iter()
                 .partition(|s| Arc::strong_count(s) == 1);
@@ -78,15 +81,6 @@ impl Published {
         };
         // Dropped outside the lock: unlinking files takes a while.
         drop(unused);
-    }
-
-    /// States published and not yet reclaimed (the current one included).
-    #[cfg(test)]
-    pub(crate) fn held(&self) -> usize {
-        self.graveyard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
     }
 }
 

@@ -423,8 +423,17 @@ mod tests {
         let b = [4.0f32, 5.0, 6.0];
         let rows: [(u64, &[f32]); 2] = [(10, &a), (20, &b)];
         let k = crate::kernels::select();
+        struct Two<'a>(&'a [(u64, &'a [f32])]);
+        impl Rows for Two<'_> {
+            fn len(&self) -> usize {
+                self.0.len()
+            }
+            fn row(&self, i: u32) -> &[f32] {
+                self.0[i as usize].1
+            }
+        }
         let graph = graph::build(
-            &crate::merge::SealingRows(&rows),
+            &Two(&rows),
             &|x: &[f32], y: &[f32]| k.l2_squared(x, y),
             &graph::GraphParams::default(),
         );

@@ -4,8 +4,9 @@
 use crate::error::{Error, Result};
 use crate::inner::DbInner;
 use crate::manifest::{Location, GROWING_SEGMENT};
-use crate::search::{self, Hit, SearchParams};
+use crate::search::{self, SearchParams};
 use crate::state::SnapshotState;
+use crate::topk::Hit;
 use rayon::prelude::*;
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,7 +39,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The commit generation this snapshot shows (0 for a new database).
+    /// The commit generation this snapshot shows (0 for a new database):
+    /// the number of commits that changed data. Background merges, which
+    /// change only how rows are stored, keep it.
     pub fn generation(&self) -> u64 {
         self.state.state.generation
     }

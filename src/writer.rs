@@ -280,7 +280,10 @@ impl Writer {
             generation: plan.state.generation,
             upserted: upserts.len(),
             deleted,
-            sealed: plan.sealed.as_ref().map(|s| (s.segment.id(), s.segment.rows())),
+            sealed: plan
+                .sealed
+                .as_ref()
+                .map(|s| (s.segment.id(), s.segment.rows())),
             retired_segments: plan.retired.len(),
         };
         let state = plan.into_snapshot(&base, reader);
@@ -514,9 +517,11 @@ impl Plan {
             let id = s.segment.id();
             u.segments_added.push((id, s.meta));
             u.tombstones_added.extend(s.dead.iter().map(|&r| (id, r)));
-            u.ids_set.extend(s.live.iter().map(|&(user_id, row)| {
-                (user_id, Location { segment: id, row })
-            }));
+            u.ids_set.extend(
+                s.live
+                    .iter()
+                    .map(|&(user_id, row)| (user_id, Location { segment: id, row })),
+            );
             u.growing_cleared = s.from_growing;
         }
         if !u.growing_cleared {

@@ -257,9 +257,12 @@ fn bench_json_has_the_documented_fields() {
         "bytes_per_vector",
         "results",
         "batch",
+        "seed",
+        "patterns",
     ] {
         assert!(v.get(field).is_some(), "missing {field} in {v}");
     }
+    assert_eq!(v["patterns"][0]["pattern"], "one", "the default pattern");
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 4, "2 efs x 2 thread counts");
     for r in results {
@@ -271,4 +274,94 @@ fn bench_json_has_the_documented_fields() {
     }
     assert_eq!(v["rows"], 2000);
     assert!(v["results"][1]["recall"].as_f64().unwrap() > 0.9, "{v}");
+}
+
+#[test]
+fn bench_json_reports_each_build_pattern() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base.fvecs");
+    let queries = tmp.path().join("queries.fvecs");
+    let map = tmp.path().join("churn.ivecs");
+    write_fvecs(&base, &vectors(2000, 16, 7));
+    write_fvecs(&queries, &vectors(20, 16, 8));
+    let o = quiver(&[
+        &"bench",
+        &"--base",
+        &base,
+        &"--queries",
+        &queries,
+        &"--metric",
+        &"l2",
+        &"--ef",
+        &"64",
+        &"--threads",
+        &"1",
+        &"--pattern",
+        &"one,100,churn",
+        &"--churn-map",
+        &map,
+        &"--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let patterns = v["patterns"].as_array().unwrap();
+    let names: Vec<&str> = patterns
+        .iter()
+        .map(|p| p["pattern"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["one", "100", "churn"]);
+    for p in patterns {
+        for field in [
+            "pattern",
+            "rows",
+            "reused",
+            "build_s",
+            "operations",
+            "commits",
+            "commit_rows",
+            "ingest_rows_per_s",
+            "commit_p50_ms",
+            "commit_p99_ms",
+            "commit_max_ms",
+            "sealing_commits",
+            "segments",
+            "growing_rows",
+            "deleted_rows",
+            "generation",
+            "merges",
+            "merges_during_queries",
+            "merge_settle_ms",
+            "query_phase_ms",
+            "merging_during_queries",
+            "segments_settled",
+            "deleted_rows_settled",
+            "truth",
+            "open_ms",
+            "peak_rss_bytes",
+            "bytes_on_disk",
+            "bytes_per_vector",
+            "results",
+            "batch",
+        ] {
+            assert!(p.get(field).is_some(), "missing {field} in {p}");
+        }
+        assert!(p["results"][0]["recall"].as_f64().unwrap() > 0.9, "{p}");
+        assert!(p["commit_max_ms"].as_f64() >= p["commit_p50_ms"].as_f64());
+    }
+    assert_eq!(patterns[0]["commits"], 1);
+    assert_eq!(patterns[1]["commits"], 20);
+    assert_eq!(
+        patterns[1]["growing_rows"], 2000,
+        "below the seal threshold"
+    );
+    let churn = &patterns[2];
+    assert_eq!(churn["rows"], 1400, "30 % deleted");
+    assert_eq!(churn["operations"], 2000 + 600 + 200);
+    assert_eq!(churn["commits"], 20 + 8);
+    assert_eq!(churn["truth"], "exact");
+    assert_eq!(
+        std::fs::read(&map).unwrap().len(),
+        1400 * 12,
+        "[2, id, source row] per live id"
+    );
 }

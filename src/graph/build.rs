@@ -1,26 +1,19 @@
-//! Parallel construction of an HNSW graph (Malkov & Yashunin, 2016/2018).
+//! Building an HNSW graph (Malkov & Yashunin, 2016/2018) in one go
+//! ([`build`]) or by adding rows to a persisted one ([`extend`], as Lucene's
+//! `IncrementalHnswGraphMerger` does), both by inserting into a
+//! [`LinkStore`]; and the repair pass every built graph gets, which leaves
+//! every node reachable from the entry point and able to lead back to it.
 //!
 //! Levels are drawn up front from a seeded generator (`⌊−ln U · 1/ln m⌋`), so
 //! they depend only on the seed and the row count. The first row is inserted
 //! alone and becomes the entry point; the rest are inserted in parallel with
-//! rayon. Level-0 lists live in one flat array of fixed slots that readers
-//! load without locking (see [`Level0`]); each node has a mutex that guards
-//! writes to its slot and its upper-level lists. A thread holds at most one
-//! node lock at a time, so inserts cannot deadlock. The entry point and top
-//! level sit behind one more lock, read once per insert and held for a whole
-//! insert only by the rare node that raises the top level (as hnswlib does),
-//! never taken while a node lock is held.
-//!
-//! On a single rayon thread rows are inserted in order and the build is
-//! deterministic; in parallel the links depend on thread timing.
+//! rayon. On a single rayon thread rows are inserted in order and the build
+//! is deterministic; in parallel the links depend on thread timing.
 
-use super::layout::{MAX_LEVEL, MAX_M};
-use super::search::{prefetch, prefetch_row, with_visited, Cand, Rows, Visited};
-use crate::synth::SplitMix64;
-use rayon::prelude::*;
-use std::cmp::Reverse;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use super::layout::GraphView;
+use super::search::Rows;
+use super::store::LinkStore;
+use std::sync::atomic::AtomicBool;
 
 /// How a graph is built.
 #[derive(Debug, Clone, Copy)]
@@ -102,47 +95,50 @@ pub fn build<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
         n < u32::MAX as usize,
         "a graph holds fewer than 2^32 - 1 rows"
     );
-    let m = params.m.clamp(2, MAX_M);
-    let levels = draw_levels(n, m, params.seed);
-    if n == 0 {
-        return Graph {
-            m,
-            links: Vec::new(),
-            entry: None,
-            max_level: 0,
-        };
-    }
-    let builder = Builder {
-        rows,
-        dist,
-        m,
-        ef: params.ef_construction.max(m),
-        nodes: levels
-            .iter()
-            .map(|&l| Mutex::new(vec![Vec::new(); usize::from(l)]))
-            .collect(),
-        level0: Level0::new(n, 2 * m),
-        levels,
-        entry: Mutex::new((0, 0)),
-    };
-    *lock(&builder.entry) = (0, builder.levels[0]);
-    (1..n as u32)
-        .into_par_iter()
-        .for_each(|row| builder.insert(row));
-    let (entry, max_level) = *lock(&builder.entry);
-    let mut graph = Graph {
-        m,
-        links: builder.into_links(),
-        entry: Some(entry),
-        max_level,
-    };
-    graph.connect_unreachable(rows, dist);
-    graph
+    let store = LinkStore::new(n, params);
+    store.insert_all(0..n as u32, rows, dist, params.ef_construction, None);
+    store.to_graph(n, rows, dist)
+}
+
+/// Builds the graph over every row of `rows` by inserting, into a copy of
+/// `view`, only the rows past the view's: `rows` holds the view's
+/// `view.len()` rows first, then the new ones. Costs about what inserting the
+/// new rows costs, not a rebuild. The graph keeps the view's `m`; the new
+/// rows' levels are drawn from `params.seed` as a full build's would be.
+///
+/// Returns `None` if it stopped early because `cancel` became true.
+///
+/// # Panics
+///
+/// Panics if `rows` has fewer rows than the view has nodes, or `u32::MAX`
+/// rows or more, or if `dist` panics.
+pub fn extend<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
+    view: &GraphView<'_>,
+    rows: &R,
+    dist: &D,
+    params: &GraphParams,
+    cancel: Option<&AtomicBool>,
+) -> Option<Graph> {
+    let (old, n) = (view.len(), rows.len());
+    assert!(
+        old <= n && n < u32::MAX as usize,
+        "{n} rows for a graph of {old} nodes"
+    );
+    let store = LinkStore::from_view(view, n - old, params);
+    store
+        .insert_all(
+            old as u32..n as u32,
+            rows,
+            dist,
+            params.ef_construction,
+            cancel,
+        )
+        .then(|| store.to_graph(n, rows, dist))
 }
 
 impl Graph {
     /// The level-0 nodes reachable from the entry point.
-    fn reachable(&self) -> Vec<bool> {
+    pub(super) fn reachable(&self) -> Vec<bool> {
         let mut seen = vec![false; self.links.len()];
         if let Some(entry) = self.entry {
             self.mark_reachable(entry, &mut seen);
@@ -293,7 +289,11 @@ impl Graph {
     /// reachable node: one of its own neighbours with a free slot, else the
     /// nearest one, whose farthest link to a node that has other in-links
     /// gives way. Repeats, a bounded number of times, while nodes are stranded.
-    fn connect_unreachable<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(&mut self, rows: &R, dist: &D) {
+    pub(super) fn connect_unreachable<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
+        &mut self,
+        rows: &R,
+        dist: &D,
+    ) {
         let cap = 2 * self.m;
         for _ in 0..8 {
             let mut seen = self.reachable();
@@ -344,281 +344,12 @@ impl Graph {
     }
 }
 
-/// Levels for `n` rows: level `l` with probability `m^-l · (1 − 1/m)`.
-fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
-    let mult = 1.0 / (m as f64).ln();
-    let mut rng = SplitMix64::new(seed);
-    (0..n)
-        .map(|_| {
-            let u = 1.0 - rng.next_f64(); // in (0, 1]
-            let level = (-u.ln() * mult).floor();
-            level.min(f64::from(MAX_LEVEL)) as u8
-        })
-        .collect()
-}
-
-/// Locks `m`, ignoring poisoning: a panicking insert leaves lists that are
-/// still valid (each update is a single push or a swap of the whole list).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Every node's level-0 list in one flat array of fixed slots (a count, then
-/// `2m` ids), as hnswlib keeps them: one contiguous read per node, no pointer
-/// to chase, and nothing to lock for a reader.
-///
-/// Writers hold the node's mutex; readers load without one. A reader racing a
-/// writer may see a mix of the old and new list, which is harmless here: every
-/// slot always holds some valid row (slots start at 0, and the count is
-/// published after the ids it covers), and HNSW only needs *good* neighbours.
-struct Level0 {
-    cap: usize,
-    slots: Vec<AtomicU32>,
-}
-
-impl Level0 {
-    fn new(n: usize, cap: usize) -> Level0 {
-        Level0 {
-            cap,
-            slots: (0..n * (cap + 1)).map(|_| AtomicU32::new(0)).collect(),
-        }
-    }
-
-    fn slot(&self, node: u32) -> &[AtomicU32] {
-        let at = node as usize * (self.cap + 1);
-        &self.slots[at..at + self.cap + 1]
-    }
-
-    /// Appends `node`'s list to `buf`.
-    fn read(&self, node: u32, buf: &mut Vec<u32>) {
-        let slot = self.slot(node);
-        let len = (slot[0].load(Ordering::Acquire) as usize).min(self.cap);
-        buf.extend(slot[1..=len].iter().map(|x| x.load(Ordering::Relaxed)));
-    }
-
-    /// Replaces `node`'s list; the caller holds the node's lock.
-    fn write(&self, node: u32, list: &[u32]) {
-        let slot = self.slot(node);
-        for (s, &x) in slot[1..].iter().zip(list) {
-            s.store(x, Ordering::Relaxed);
-        }
-        slot[0].store(list.len() as u32, Ordering::Release);
-    }
-}
-
-struct Builder<'r, R, D> {
-    rows: &'r R,
-    dist: &'r D,
-    m: usize,
-    ef: usize,
-    levels: Vec<u8>,
-    /// Each node's lock, and its lists above level 0 (`upper[l - 1]`).
-    nodes: Vec<Mutex<Vec<Vec<u32>>>>,
-    level0: Level0,
-    /// The entry point and the top level.
-    entry: Mutex<(u32, u8)>,
-}
-
-impl<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Builder<'_, R, D> {
-    fn dist_rows(&self, a: u32, b: u32) -> f32 {
-        (self.dist)(self.rows.row(a), self.rows.row(b))
-    }
-
-    /// Copies `node`'s list at `level` into `buf` (empty if it has none).
-    fn copy_links(&self, node: u32, level: u8, buf: &mut Vec<u32>) {
-        buf.clear();
-        if level == 0 {
-            self.level0.read(node, buf);
-            return;
-        }
-        let upper = lock(&self.nodes[node as usize]);
-        if let Some(list) = upper.get(usize::from(level) - 1) {
-            buf.extend_from_slice(list);
-        }
-    }
-
-    /// The lists of every node, level 0 first.
-    fn into_links(self) -> Vec<Vec<Vec<u32>>> {
-        let level0 = self.level0;
-        self.nodes
-            .into_iter()
-            .enumerate()
-            .map(|(node, upper)| {
-                let mut lists = vec![Vec::new()];
-                level0.read(node as u32, &mut lists[0]);
-                lists.extend(upper.into_inner().unwrap_or_else(PoisonError::into_inner));
-                lists
-            })
-            .collect()
-    }
-
-    fn insert(&self, row: u32) {
-        let level = self.levels[row as usize];
-        let query = self.rows.row(row);
-        let guard = lock(&self.entry);
-        let (entry, top) = *guard;
-        // Hold the entry lock through the insert only if this node will
-        // become the new entry point.
-        let promote = if level > top {
-            Some(guard)
-        } else {
-            drop(guard);
-            None
-        };
-
-        let mut buf = Vec::with_capacity(2 * self.m + 1);
-        let mut cur = Cand {
-            d: (self.dist)(query, self.rows.row(entry)),
-            id: entry,
-        };
-        for l in (level.saturating_add(1)..=top).rev() {
-            loop {
-                let mut moved = false;
-                self.copy_links(cur.id, l, &mut buf);
-                for &n in &buf {
-                    let d = (self.dist)(query, self.rows.row(n));
-                    if d < cur.d {
-                        cur = Cand { d, id: n };
-                        moved = true;
-                    }
-                }
-                if !moved {
-                    break;
-                }
-            }
-        }
-
-        for l in (0..=level.min(top)).rev() {
-            let found = with_visited(self.nodes.len(), |v| {
-                self.search_level(query, cur, l, v, &mut buf)
-            });
-            let chosen: Vec<u32> = self.select(&found, self.m).iter().map(|c| c.id).collect();
-            {
-                let mut upper = lock(&self.nodes[row as usize]);
-                match l {
-                    0 => self.level0.write(row, &chosen),
-                    _ => upper[usize::from(l) - 1] = chosen.clone(),
-                }
-            }
-            for &c in &chosen {
-                self.link_back(c, row, l);
-            }
-            if let Some(&nearest) = found.first() {
-                cur = nearest;
-            }
-        }
-
-        if let Some(mut guard) = promote {
-            *guard = (row, level);
-        }
-    }
-
-    /// The `ef` nodes nearest `query` at `level` reachable from `start`,
-    /// nearest first.
-    fn search_level(
-        &self,
-        query: &[f32],
-        start: Cand,
-        level: u8,
-        v: &mut Visited,
-        buf: &mut Vec<u32>,
-    ) -> Vec<Cand> {
-        v.start(self.nodes.len());
-        v.insert(start.id);
-        v.near.push(Reverse(start));
-        v.far.push(start);
-        while let Some(Reverse(c)) = v.near.pop() {
-            if v.far.len() >= self.ef && v.far.peek().is_some_and(|w| c.d > w.d) {
-                break;
-            }
-            self.copy_links(c.id, level, buf);
-            // Only rows not seen yet get a distance, so only they are
-            // prefetched, one ahead of the kernel.
-            buf.retain(|&n| v.insert(n));
-            if let Some(&first) = buf.first() {
-                prefetch_row(self.rows.row(first));
-            }
-            for (i, &n) in buf.iter().enumerate() {
-                if let Some(&next) = buf.get(i + 1) {
-                    prefetch_row(self.rows.row(next));
-                    prefetch(self.level0.slot(next).as_ptr());
-                }
-                let d = (self.dist)(query, self.rows.row(n));
-                if v.far.len() < self.ef || v.far.peek().is_some_and(|w| d < w.d) {
-                    let cand = Cand { d, id: n };
-                    v.near.push(Reverse(cand));
-                    v.far.push(cand);
-                    if v.far.len() > self.ef {
-                        v.far.pop();
-                    }
-                }
-            }
-        }
-        let mut found: Vec<Cand> = v.far.drain().collect();
-        found.sort_unstable();
-        found
-    }
-
-    /// Malkov's neighbour-selection heuristic over `cands` (nearest first,
-    /// distances to the base node): keep a candidate only if it is nearer the
-    /// base than every candidate already kept, up to `keep` of them. This
-    /// favours links in diverse directions, which keeps clusters connected.
-    fn select(&self, cands: &[Cand], keep: usize) -> Vec<Cand> {
-        if cands.len() <= keep {
-            return cands.to_vec();
-        }
-        let mut kept: Vec<Cand> = Vec::with_capacity(keep);
-        for &c in cands {
-            if kept.len() >= keep {
-                break;
-            }
-            if kept.iter().all(|s| self.dist_rows(c.id, s.id) >= c.d) {
-                kept.push(c);
-            }
-        }
-        kept
-    }
-
-    /// Adds `row` to `node`'s list at `level`, re-pruning the list with the
-    /// heuristic if it is full.
-    fn link_back(&self, node: u32, row: u32, level: u8) {
-        let cap = if level == 0 { 2 * self.m } else { self.m };
-        let mut upper = lock(&self.nodes[node as usize]);
-        let mut current = Vec::with_capacity(cap + 1);
-        match level {
-            0 => self.level0.read(node, &mut current),
-            _ => match upper.get(usize::from(level) - 1) {
-                Some(list) => current.extend_from_slice(list),
-                None => return,
-            },
-        }
-        if current.contains(&row) {
-            return;
-        }
-        current.push(row);
-        if current.len() > cap {
-            let mut cands: Vec<Cand> = current
-                .iter()
-                .map(|&id| Cand {
-                    d: self.dist_rows(node, id),
-                    id,
-                })
-                .collect();
-            cands.sort_unstable();
-            current = self.select(&cands, cap).iter().map(|c| c.id).collect();
-        }
-        match level {
-            0 => self.level0.write(node, &current),
-            _ => upper[usize::from(level) - 1] = current,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::search::test_support::Packed;
-    use crate::synth::clustered;
+    use crate::graph::search::test_support::{normalise, recall, Aligned, Packed};
+    use crate::synth::{clustered, clustered_queries};
+    use std::sync::atomic::Ordering;
 
     fn l2(a: &[f32], b: &[f32]) -> f32 {
         crate::kernels::select().l2_squared(a, b)
@@ -642,18 +373,6 @@ mod tests {
         let a = pool.install(|| build(&rows, &l2, &params)).encode();
         let b = pool.install(|| build(&rows, &l2, &params)).encode();
         assert_eq!(a, b);
-    }
-
-    #[test]
-    fn levels_depend_only_on_the_seed_and_are_geometric() {
-        let a = draw_levels(100_000, 16, 1);
-        assert_eq!(a, draw_levels(100_000, 16, 1));
-        assert_ne!(a, draw_levels(100_000, 16, 2));
-        // P(level ≥ 1) = 1/m, P(level ≥ 2) = 1/m².
-        let above = |l: u8| a.iter().filter(|&&x| x >= l).count() as f64 / a.len() as f64;
-        assert!((above(1) - 1.0 / 16.0).abs() < 0.005, "{}", above(1));
-        assert!((above(2) - 1.0 / 256.0).abs() < 0.001, "{}", above(2));
-        assert!(a.iter().all(|&l| l <= MAX_LEVEL));
     }
 
     #[test]
@@ -714,5 +433,97 @@ mod tests {
         );
         assert_eq!(g.m(), 2);
         assert!(g.links.iter().all(|l| l[0].len() <= 4));
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        1.0 - crate::kernels::select().dot(a, b)
+    }
+
+    /// 10k rows of 32 dimensions in 10 wide clusters, and 100 queries around
+    /// the same centres; unit length if `unit`.
+    fn merge_data(unit: bool) -> (Packed, Vec<f32>) {
+        let mut data = clustered(10_000, 32, 10, 0.5, 7);
+        let mut queries = clustered_queries(100, 32, 10, 0.5, 7, 8);
+        if unit {
+            normalise(&mut data, 32);
+            normalise(&mut queries, 32);
+        }
+        (Packed { data, dim: 32 }, queries)
+    }
+
+    /// The first `n` rows, as a graph built over them alone, encoded.
+    fn prefix_graph(rows: &Packed, n: usize, dist: fn(&[f32], &[f32]) -> f32) -> Aligned {
+        let prefix = Packed {
+            data: rows.data[..n * rows.dim].to_vec(),
+            dim: rows.dim,
+        };
+        Aligned::new(&build(&prefix, &dist, &GraphParams::default()).encode())
+    }
+
+    /// Recall@10 at ef 64 of a full build and of an 8k-row graph extended by
+    /// the other 2k rows.
+    fn full_and_extended_recall(dist: fn(&[f32], &[f32]) -> f32, unit: bool) -> (f64, f64) {
+        let (rows, queries) = merge_data(unit);
+        let params = GraphParams::default();
+        let base = prefix_graph(&rows, 8000, dist);
+        let view = GraphView::decode(base.bytes()).unwrap();
+        let extended = extend(&view, &rows, &dist, &params, None).unwrap();
+        assert_eq!(extended.len(), 10_000);
+        assert!(extended.reachable().iter().all(|&r| r), "unreachable nodes");
+        let full = build(&rows, &dist, &params);
+        let recall_of = |g: &Graph| {
+            let bytes = Aligned::new(&g.encode());
+            let view = GraphView::decode(bytes.bytes()).unwrap();
+            recall(&view, &rows, dist, &queries, (10, 64), &|_| false)
+        };
+        (recall_of(&full), recall_of(&extended))
+    }
+
+    #[test]
+    fn l2_graph_extended_by_2k_rows_has_the_recall_of_a_full_build() {
+        let (full, extended) = full_and_extended_recall(l2, false);
+        eprintln!("L2 recall@10 at ef=64: full {full:.4}, extended {extended:.4}");
+        assert!(extended >= full - 0.01, "full {full}, extended {extended}");
+    }
+
+    #[test]
+    fn cosine_graph_extended_by_2k_rows_has_the_recall_of_a_full_build() {
+        let (full, extended) = full_and_extended_recall(cosine, true);
+        eprintln!("cosine recall@10 at ef=64: full {full:.4}, extended {extended:.4}");
+        assert!(extended >= full - 0.01, "full {full}, extended {extended}");
+    }
+
+    #[test]
+    fn extend_by_no_rows_gives_back_the_graph() {
+        let rows = rows(1000);
+        let base = prefix_graph(&rows, 1000, l2);
+        let view = GraphView::decode(base.bytes()).unwrap();
+        let same = extend(&view, &rows, &l2, &GraphParams::default(), None).unwrap();
+        assert_eq!(same.encode(), base.bytes());
+    }
+
+    #[test]
+    fn extend_of_an_empty_graph_is_a_build() {
+        let rows = rows(500);
+        let empty = Packed {
+            data: Vec::new(),
+            dim: 16,
+        };
+        let base = Aligned::new(&build(&empty, &l2, &GraphParams::default()).encode());
+        let view = GraphView::decode(base.bytes()).unwrap();
+        let g = extend(&view, &rows, &l2, &GraphParams::default(), None).unwrap();
+        assert_eq!(g.len(), 500);
+        assert!(g.reachable().iter().all(|&r| r));
+    }
+
+    #[test]
+    fn cancelled_extend_returns_none() {
+        let rows = rows(2000);
+        let base = prefix_graph(&rows, 1000, l2);
+        let view = GraphView::decode(base.bytes()).unwrap();
+        let cancel = AtomicBool::new(false);
+        cancel.store(true, Ordering::Relaxed);
+        let params = GraphParams::default();
+        assert!(extend(&view, &rows, &l2, &params, Some(&cancel)).is_none());
     }
 }

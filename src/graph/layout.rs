@@ -663,6 +663,13 @@ impl<'a> GraphView<'a> {
             .wrapping_add(node as usize * self.slot_u32)
     }
 
+    /// Every node with a level above 0, with its level, in node order.
+    pub(crate) fn upper_nodes(&self) -> impl Iterator<Item = (u32, u8)> + 'a {
+        // `verify` checked every level against `max_level` ≤ MAX_LEVEL.
+        let level = |e: &UpperEntry| e.levels.min(u32::from(MAX_LEVEL)) as u8;
+        self.upper_index.iter().map(move |e| (e.node, level(e)))
+    }
+
     /// The neighbours of `node` at `level` ≥ 1; empty if it is not on that level.
     #[inline]
     pub(crate) fn upper_neighbours(&self, node: u32, level: u8) -> &'a [u32] {

@@ -1,20 +1,29 @@
 //! An HNSW graph (Malkov & Yashunin) over the rows of a segment: built in
-//! memory in parallel, persisted as a links file, searched in place.
+//! memory in parallel, persisted as a links file, searched in place; or grown
+//! in memory commit by commit while readers search it.
 //!
 //! ```text
-//!   rows: impl Rows ──► build() ──► Graph ──encode()──► bytes (links file)
-//!                          ▲                                   │
-//!                     GraphParams                   GraphView::decode()
-//!                                                              │ validated, zero-copy
-//!   query, k, ef, skip ─────────────────────────► search(&GraphView, rows, ..)
-//!                                        Visited / with_visited ┘  (scratch reused per thread)
+//!                     GraphParams
+//!                          ▼
+//!   rows: impl Rows ──► LinkStore ◄── insert / insert_all (writer, rayon)
+//!     build() ─────────►   │   ▲
+//!     extend(&GraphView)─► │   └── LinkStore::from_view(GraphView)
+//!                          │ view(limit, entry): StoreView ──┐ lock-free readers
+//!                 to_graph │                                 │
+//!                          ▼                                 │
+//!                        Graph ──encode()──► bytes (links file)
+//!                                                   │ GraphView::decode()
+//!                                                   ▼ validated, zero-copy
+//!   query, k, ef, skip ───────► search(&impl Links, rows, ..) ◄┘
+//!                        Visited / with_visited   (scratch reused per thread)
 //! ```
 //!
 //! | file        | role |
 //! |-------------|------|
-//! | `build.rs`  | [`GraphParams`], [`Graph`], [`build`]: level draw, parallel insertion, the neighbour-selection heuristic |
+//! | `build.rs`  | [`GraphParams`], [`Graph`], [`build`], `extend` (insert new rows into a persisted graph), the repair pass that leaves every node reachable |
+//! | `store.rs`  | `LinkStore`: levels drawn up front, lists in flat atomic slots read without locks, concurrent insertion and the neighbour-selection heuristic; `StoreView`, a searchable prefix of it |
 //! | `layout.rs` | the links-file byte map, [`Graph::encode`], [`GraphView::decode`] (validates everything), [`LinksError`] |
-//! | `search.rs` | [`Rows`], [`search`]: greedy descent and the level-0 best-first loop; [`Visited`], [`with_visited`] |
+//! | `search.rs` | [`Rows`], [`Links`], [`search`]: greedy descent and the level-0 best-first loop; [`Visited`], [`with_visited`] |
 //!
 //! ```
 //! use quiver::graph::{build, search, with_visited, GraphParams, GraphView, Rows};
@@ -39,7 +48,12 @@
 mod build;
 mod layout;
 mod search;
+mod store;
 
+/// Not API: public for the benchmarks.
+#[doc(hidden)]
+pub use build::extend;
 pub use build::{build, Graph, GraphParams};
 pub use layout::{GraphView, LinksError, LINKS_HEADER_LEN, LINKS_MAGIC, LINKS_VERSION};
-pub use search::{search, with_visited, Rows, Visited};
+pub use search::{search, with_visited, Links, Rows, Visited};
+pub(crate) use store::LinkStore;

@@ -1,10 +1,13 @@
-//! The query loop over a [`GraphView`], and the visited set it reuses.
+//! The query loop over a graph's [`Links`] (a mapped [`GraphView`], or the
+//! in-memory store of a growing segment), and the visited set it reuses.
 //!
 //! As in hnswlib: a greedy descent through the upper levels to a good start,
 //! then a best-first search at level 0 bounded by `ef`, with a generation-
 //! tagged visited set (one `u32` store per node, cleared only when the
 //! generation counter wraps) and a software prefetch of the next neighbour's
-//! vector and link slot while the current one's distance is computed.
+//! vector and link slot while the current one's distance is computed. The
+//! loop is generic over [`Links`], so each kind of graph gets its own
+//! compiled copy: over a `GraphView` it reads the mapped slices in place.
 
 use super::layout::GraphView;
 use std::cell::RefCell;
@@ -26,6 +29,75 @@ pub trait Rows: Sync {
 
     /// The vector of row `i` (`i < len()`); may panic otherwise.
     fn row(&self, i: u32) -> &[f32];
+}
+
+/// A graph [`search`] can walk: a [`GraphView`], or the crate's in-memory
+/// link store. Sealed: implemented only inside this crate.
+pub trait Links: sealed::Sealed {
+    /// Number of nodes; every neighbour and the entry point are below it.
+    fn len(&self) -> usize;
+
+    /// Whether the graph has no nodes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The node searches start from; `None` if there is none.
+    fn entry_point(&self) -> Option<u32>;
+
+    /// The entry point's level, the highest a search descends from.
+    fn max_level(&self) -> u8;
+
+    /// The level-0 neighbours of `node` (`node < len()`).
+    fn level0(&self, node: u32) -> impl Iterator<Item = u32> + '_;
+
+    /// The neighbours of `node` at `level` ≥ 1; none if it is not on that
+    /// level.
+    fn upper(&self, node: u32, level: u8) -> impl Iterator<Item = u32> + '_;
+
+    /// Hints the CPU to fetch `node`'s level-0 list.
+    fn prefetch_links(&self, node: u32);
+}
+
+/// Keeps [`Links`] implemented only in this crate.
+pub(crate) mod sealed {
+    /// The supertrait of [`Links`](super::Links); not nameable outside the crate.
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for GraphView<'_> {}
+
+/// Zero copy: the lists are slices of the mapped file.
+impl Links for GraphView<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        GraphView::len(self)
+    }
+
+    #[inline]
+    fn entry_point(&self) -> Option<u32> {
+        GraphView::entry_point(self)
+    }
+
+    #[inline]
+    fn max_level(&self) -> u8 {
+        GraphView::max_level(self)
+    }
+
+    #[inline]
+    fn level0(&self, node: u32) -> impl Iterator<Item = u32> + '_ {
+        self.level0_neighbours(node).iter().copied()
+    }
+
+    #[inline]
+    fn upper(&self, node: u32, level: u8) -> impl Iterator<Item = u32> + '_ {
+        self.upper_neighbours(node, level).iter().copied()
+    }
+
+    #[inline]
+    fn prefetch_links(&self, node: u32) {
+        prefetch(self.slot_ptr(node));
+    }
 }
 
 /// A candidate: a distance and a row, ordered by distance (total order, NaN
@@ -162,7 +234,8 @@ pub(crate) fn prefetch_row(row: &[f32]) {
     }
 }
 
-/// Finds up to `k` rows nearest `query`, nearest first, as `(distance, row)`.
+/// Finds up to `k` rows nearest `query` in the graph `view` (a [`GraphView`],
+/// or a view of the in-memory store), nearest first, as `(distance, row)`.
 ///
 /// `ef` (raised to at least `k`) bounds the level-0 frontier: larger is
 /// slower and more accurate. Rows for which `skip(row)` is true (deleted
@@ -178,8 +251,8 @@ pub(crate) fn prefetch_row(row: &[f32]) {
 /// Panics if `rows` has fewer rows than the graph has nodes, or if `dist`
 /// panics (e.g. on a query of the wrong length).
 #[allow(clippy::too_many_arguments)]
-pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
-    view: &GraphView<'_>,
+pub fn search<L: Links, R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
+    view: &L,
     rows: &R,
     dist: &D,
     query: &[f32],
@@ -210,7 +283,7 @@ pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
     for level in (1..=view.max_level()).rev() {
         loop {
             let mut moved = false;
-            for &n in view.upper_neighbours(cur.id, level) {
+            for n in view.upper(cur.id, level) {
                 let d = dist(query, rows.row(n));
                 if d < cur.d {
                     cur = Cand { d, id: n };
@@ -246,19 +319,14 @@ pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
         // rows whose distance will be computed.
         let mut fresh = std::mem::take(&mut visited.fresh);
         fresh.clear();
-        fresh.extend(
-            view.level0_neighbours(c.id)
-                .iter()
-                .copied()
-                .filter(|&n| visited.insert(n)),
-        );
+        fresh.extend(view.level0(c.id).filter(|&n| visited.insert(n)));
         if let Some(&first) = fresh.first() {
             prefetch_row(rows.row(first));
         }
         for (i, &n) in fresh.iter().enumerate() {
             if let Some(&next) = fresh.get(i + 1) {
                 prefetch_row(rows.row(next));
-                prefetch(view.slot_ptr(next));
+                view.prefetch_links(next);
             }
             let d = dist(query, rows.row(n));
             if d < bound(visited) {
@@ -285,7 +353,7 @@ pub fn search<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
 /// Helpers shared by the graph module's tests.
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::Rows;
+    use super::{search, Cand, Links, Rows, Visited};
 
     /// Packed rows of one dimension.
     pub(crate) struct Packed {
@@ -312,6 +380,48 @@ pub(crate) mod test_support {
         }
     }
 
+    /// The exact `k` nearest rows of `rows` to `q`, skipped rows left out.
+    pub(crate) fn brute_force<R: Rows>(
+        rows: &R,
+        dist: fn(&[f32], &[f32]) -> f32,
+        q: &[f32],
+        k: usize,
+        skip: &dyn Fn(u32) -> bool,
+    ) -> Vec<u32> {
+        let mut all: Vec<Cand> = (0..rows.len() as u32)
+            .filter(|&r| !skip(r))
+            .map(|r| Cand {
+                d: dist(q, rows.row(r)),
+                id: r,
+            })
+            .collect();
+        all.sort_unstable();
+        all.into_iter().take(k).map(|c| c.id).collect()
+    }
+
+    /// Mean recall@k of graph search at `ef` over `queries` (packed, of the
+    /// rows' dimension), against [`brute_force`] over every row of `rows`;
+    /// checks that each search returns `k` rows, nearest first.
+    pub(crate) fn recall<L: Links>(
+        view: &L,
+        rows: &Packed,
+        dist: fn(&[f32], &[f32]) -> f32,
+        queries: &[f32],
+        (k, ef): (usize, usize),
+        skip: &dyn Fn(u32) -> bool,
+    ) -> f64 {
+        let mut visited = Visited::new();
+        let mut hits = 0;
+        for q in queries.chunks_exact(rows.dim) {
+            let found = search(view, rows, &dist, q, k, ef, skip, &mut visited);
+            let truth = brute_force(rows, dist, q, k, skip);
+            assert_eq!(found.len(), k);
+            assert!(found.windows(2).all(|w| w[0].0 <= w[1].0), "not sorted");
+            hits += found.iter().filter(|(_, r)| truth.contains(r)).count();
+        }
+        hits as f64 / (k * queries.len() / rows.dim) as f64
+    }
+
     /// A copy of some bytes at an 8-byte-aligned address, as a mapping gives.
     pub(crate) struct Aligned {
         words: Vec<u64>,
@@ -336,7 +446,7 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{normalise, Aligned, Packed};
+    use super::test_support::{self, normalise, Aligned, Packed};
     use super::*;
     use crate::graph::{build, GraphParams};
     use crate::kernels;
@@ -391,32 +501,10 @@ mod tests {
         F.get_or_init(|| fixture(cosine, true))
     }
 
-    /// The exact `k` nearest rows not skipped.
-    fn brute_force(f: &Fixture, q: &[f32], k: usize, skip: &dyn Fn(u32) -> bool) -> Vec<u32> {
-        let mut all: Vec<Cand> = (0..f.rows.len() as u32)
-            .filter(|&r| !skip(r))
-            .map(|r| Cand {
-                d: (f.dist)(q, f.rows.row(r)),
-                id: r,
-            })
-            .collect();
-        all.sort_unstable();
-        all.into_iter().take(k).map(|c| c.id).collect()
-    }
-
     /// Mean recall@k of graph search at `ef` over the fixture's queries.
     fn recall(f: &Fixture, k: usize, ef: usize, skip: &dyn Fn(u32) -> bool) -> f64 {
         let view = GraphView::decode(f.bytes.bytes()).unwrap();
-        let mut visited = Visited::new();
-        let mut hits = 0;
-        for q in f.queries.chunks_exact(DIM) {
-            let found = search(&view, &f.rows, &f.dist, q, k, ef, skip, &mut visited);
-            let truth = brute_force(f, q, k, skip);
-            assert_eq!(found.len(), k);
-            assert!(found.windows(2).all(|w| w[0].0 <= w[1].0), "not sorted");
-            hits += found.iter().filter(|(_, r)| truth.contains(r)).count();
-        }
-        hits as f64 / (k * QUERIES) as f64
+        test_support::recall(&view, &f.rows, f.dist, &f.queries, (k, ef), skip)
     }
 
     #[test]
