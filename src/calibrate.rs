@@ -4,17 +4,21 @@
 //! one database-wide default is either slow on easy data or poor on hard
 //! data. Instead, once a segment is sealed or merged, the merger measures
 //! recall@[`CALIBRATION_K`] of the segment's graph at a ladder of `ef`
-//! values, with a seeded sample of the segment's own live rows as queries
-//! (each query's own row left out of the results and of the truth, found by
-//! an exact scan of the segment), and stores the curve in the manifest. A
+//! values, with a seeded sample of the segment's own live rows as queries,
+//! each one held out: its node is hidden from the walk (no list leads to it)
+//! and from the truth (found by an exact scan of the segment), so that it is
+//! searched as a new vector would be. The curve goes into the manifest. A
 //! search that names no `ef` then uses, per segment, the smallest `ef` whose
 //! measured recall reaches [`DEFAULT_TARGET_RECALL`], or the target the
 //! search asks for ([`SearchParams::target_recall`](crate::SearchParams::target_recall)).
 //!
-//! Rows of the segment are easier queries than new vectors (they sit on the
-//! graph), so the target is set above the recall wanted on held-out
-//! queries; the constant was tuned so that held-out recall@10 lands in
-//! [0.95, 0.975] on the shared real embeddings and on clustered data.
+//! Held-out rows are harder queries than new vectors from the same
+//! distribution (their nearest neighbours lost the links to them), so the
+//! default target is below the recall wanted: it was tuned so that recall@10
+//! of new queries lands in [0.95, 0.975] on the shared real embeddings
+//! (target 0.93 → ef 28, recall 0.959) and on clustered data (ef 12, 0.965).
+//! Queries from another distribution than the data's (say, around other
+//! centres) get less; they need an explicit `ef` or a higher target.
 //!
 //! ```text
 //! calibration record (manifest table `calibration`, segment id -> bytes)
@@ -37,7 +41,7 @@ use rayon::prelude::*;
 pub const CALIBRATION_K: usize = 10;
 
 /// Recall of a segment's own rows that a search with no `ef` aims for.
-pub const DEFAULT_TARGET_RECALL: f64 = 0.985;
+pub const DEFAULT_TARGET_RECALL: f64 = 0.93;
 
 /// The `ef` values measured.
 const LADDER: [u16; 14] = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 256];
@@ -145,11 +149,14 @@ pub(crate) fn calibrate(seg: &Segment, deleted: &Bitset, scorer: Scorer) -> Opti
             .map(|&ef| {
                 let hits = graph::with_visited(graph.len(), |visited| {
                     graph::search(
-                        &graph,
+                        &graph::Hiding {
+                            links: &graph,
+                            hidden: s,
+                        },
                         &rows,
                         &dist,
                         q,
-                        CALIBRATION_K + 1,
+                        CALIBRATION_K,
                         usize::from(ef),
                         &skip,
                         visited,

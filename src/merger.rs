@@ -52,7 +52,13 @@ impl Merger {
             inner.merge_work.set_running(true);
             let spawned = std::thread::Builder::new()
                 .name("quiver-merger".into())
-                .spawn(move || run(&db, &stop, &err));
+                .spawn(move || match merge_pool() {
+                    // The merger's graph work runs on a pool of its own:
+                    // on the global pool, a commit's parallel graph inserts
+                    // would queue behind a merge's.
+                    Ok(pool) => pool.install(|| run(&db, &stop, &err)),
+                    Err(_) => run(&db, &stop, &err),
+                });
             match spawned {
                 Ok(handle) => Some(handle),
                 Err(e) => {
@@ -117,6 +123,16 @@ impl Drop for Merger {
             let _ = t.join();
         }
     }
+}
+
+/// A rayon pool for merges: half the cores (at least one), so that merges
+/// leave the rest to searches and commits.
+fn merge_pool() -> std::result::Result<rayon::ThreadPool, rayon::ThreadPoolBuildError> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads((cores / 2).max(1))
+        .thread_name(|i| format!("quiver-merge-{i}"))
+        .build()
 }
 
 fn run(db: &DbInner, cancel: &AtomicBool, error: &Mutex<Option<Error>>) {

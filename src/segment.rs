@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::format::{self, ColumnHeader, HeaderError, HEADER_LEN};
 use crate::fs::{Mapping, Vfs};
-use crate::graph::{self, Graph, GraphView, LinksError, Rows};
+use crate::graph::{self, Graph, GraphView, LinksError, LinksLayout, Rows};
 use crate::manifest::{GraphMeta, SegmentMeta};
 use crate::options::Metric;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,8 @@ pub struct Segment {
     map: Arc<dyn Mapping>,
     links_path: PathBuf,
     links: Arc<dyn Mapping>,
+    /// The links header, decoded once at open.
+    links_layout: LinksLayout,
     /// `Ok` once the data checksums and links matched; the failure otherwise.
     verified: OnceLock<std::result::Result<(), (PathBuf, String)>>,
     /// Set when a commit removed the segment from the manifest: the file goes
@@ -115,6 +117,7 @@ impl Segment {
             header,
             map,
             links_path,
+            links_layout: view.layout(),
             links,
             verified: OnceLock::new(),
             retired: AtomicBool::new(false),
@@ -165,9 +168,11 @@ impl Segment {
             .map_err(|(file, what)| Error::corrupted(file, what))
     }
 
-    /// The segment's graph, read in place. Call [`Segment::verify`] first.
+    /// The segment's graph, read in place, from the header decoded at open
+    /// (nothing is decoded per query). Call [`Segment::verify`] first.
     pub fn graph(&self) -> Result<GraphView<'_>> {
-        GraphView::open(self.links.bytes()).map_err(|e| links_error(&self.links_path, e))
+        GraphView::reopen(self.links.bytes(), &self.links_layout)
+            .map_err(|e| links_error(&self.links_path, e))
     }
 
     /// The rows as the graph search reads them.

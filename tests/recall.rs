@@ -40,8 +40,10 @@ fn clustered_db(dir: &Path, n: usize, dim: usize) -> (Database, Vec<f32>) {
     (db, data)
 }
 
+/// New vectors from the data's distribution (around the same centres, with
+/// their own noise): what the default `ef`, calibrated on the data, is for.
 fn queries(n: usize, dim: usize) -> Vec<f32> {
-    synth::clustered(n, dim, 200, 0.3, 99)
+    synth::clustered_queries(n, dim, 200, 0.3, 5, 99)
 }
 
 #[test]
@@ -95,11 +97,21 @@ fn recall_holds_after_upserting_30_percent() {
 fn results_are_identical_after_close_and_reopen() {
     let tmp = tempfile::tempdir().unwrap();
     let q = queries(50, 32);
+    // One sealed segment (its graph is persisted; a growing segment's is
+    // rebuilt at open), calibrated before the first search.
+    let options = Options::new(32, Metric::L2).growing_threshold(1_000);
     let before: Vec<_> = {
-        let (db, _) = clustered_db(tmp.path(), 5_000, 32);
+        let db = Database::open(tmp.path(), options.clone()).unwrap();
+        let mut w = db.writer().unwrap();
+        let ids: Vec<u64> = (0..5_000).collect();
+        w.upsert_batch(&ids, &synth::clustered(5_000, 32, 200, 0.3, 5), None)
+            .unwrap();
+        w.commit().unwrap();
+        db.wait_for_merges();
+        assert_eq!(db.stats().unwrap().segments, 1);
         q.chunks(32).map(|q| db.search(q, K).unwrap()).collect()
     };
-    let db = Database::open(tmp.path(), Options::new(32, Metric::L2)).unwrap();
+    let db = Database::open(tmp.path(), options).unwrap();
     let after: Vec<_> = q.chunks(32).map(|q| db.search(q, K).unwrap()).collect();
     assert_eq!(before, after);
 }

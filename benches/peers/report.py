@@ -7,7 +7,13 @@ docs/BENCHMARKS.md (from benches/peers/BENCHMARKS.md.in) and its plots.
     target/peers-venv/bin/python benches/peers/report.py            # 3 runs per set, about 2 hours on 2 cores
     target/peers-venv/bin/python benches/peers/report.py --runs 1 --sets debian50k
     target/peers-venv/bin/python benches/peers/report.py --no-run    # rewrite the docs from saved runs
+    # a smoke run on small files, written away from docs/:
+    target/peers-venv/bin/python benches/peers/report.py --runs 1 --sets debian50k \
+        --data debian50k=/tmp/base5k.fvecs,/tmp/q100.fvecs --max-queries 100 --efs 16,64 \
+        --bench-dir /tmp/bench --out /tmp/BENCHMARKS.md
 
+Each run measures Quiver's build patterns (`--patterns`, default all four:
+`one`, `10k`, `100`, `churn`; see `quiver bench --pattern`) beside the peers.
 Runs are saved as target/bench/<set>-run<i>.json (peers.py's --json); every
 figure in the generated page is a median over the saved runs of a set.
 Plots are SVG, drawn here without plotting libraries.
@@ -49,19 +55,33 @@ def sh(cmd):
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def run_set(name, runs, systems):
+PATTERNS = ["one", "10k", "100", "churn"]
+PATTERN_TITLES = {
+    "one": "(a) `one`: one commit of all rows",
+    "10k": "(b) `10k`: commits of 10,000 rows",
+    "100": "(c) `100`: commits of 100 rows",
+    "churn": "(d) `churn`: (c), then 30 % deleted and 10 % upserted in commits of 100",
+}
+
+
+def run_set(name, runs, args):
     spec = SETS[name]
     if not os.path.exists(os.path.join(ROOT, spec["base"])):
         if "generate" not in spec:
             sys.exit(f"{spec['base']} is missing")
         sh(spec["generate"])
-    os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
+    os.makedirs(os.path.join(ROOT, args.bench_dir), exist_ok=True)
     for i in range(1, runs + 1):
         cmd = [sys.executable, "benches/peers/peers.py", "--base", spec["base"], "--queries", spec["queries"],
                "--metric", spec["metric"], "--quiver-cmd", "target/release/quiver bench",
-               "--systems", systems, "--json", f"target/bench/{name}-run{i}.json"]
+               "--systems", args.systems, "--patterns", args.patterns,
+               "--json", os.path.join(args.bench_dir, f"{name}-run{i}.json")]
         if spec["gt"]:
             cmd += ["--gt", spec["gt"]]
+        if args.max_queries:
+            cmd += ["--max-queries", str(args.max_queries)]
+        if args.efs:
+            cmd += ["--efs", args.efs]
         sh(cmd)
 
 
@@ -70,18 +90,34 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
+def qps_of(r):
+    """The QPS a comparison uses: a peer's single-thread C/C++ loop over the
+    queries where the run has it (Quiver's own loop is in Rust), else the
+    one-query-per-call figure."""
+    return r.get("qps_c_loop", r["qps"])
+
+
+def cells(results):
+    """Per ef (int): recall, comparable QPS, p50, p99 of one run's results."""
+    return {int(ef): {"recall": r["recall"], "qps": qps_of(r), "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+            for ef, r in results.items()}
+
+
+def median_cells(per_run):
+    """Per ef: the median over runs of each figure."""
+    efs = sorted({ef for c in per_run for ef in c})
+    return {ef: {k: med(c[ef][k] for c in per_run if ef in c) for k in ("recall", "qps", "p50_ms", "p99_ms")}
+            for ef in efs}
+
+
 def summarise(runs):
     """Per system: median build, peak memory, and per ef median recall / QPS / p50 / p99."""
     out = {}
     for name in runs[0]["systems"]:
         per = [r["systems"][name] for r in runs]
-        efs = sorted({int(ef) for p in per for ef in p["results"]})
-        cell = {}
-        for ef in efs:
-            rs = [p["results"].get(str(ef)) or p["results"].get(ef) for p in per]
-            cell[ef] = {k: med(r[k] for r in rs) for k in ("recall", "qps", "p50_ms", "p99_ms")}
         out[name] = {"build_s": med(p["build_s"] for p in per),
-                     "peak_rss": med(p.get("peak_rss_bytes") for p in per), "ef": cell}
+                     "peak_rss": med(p.get("peak_rss_bytes") for p in per),
+                     "ef": median_cells([cells(p["results"]) for p in per])}
     return out
 
 
@@ -136,24 +172,55 @@ def svg_plot(summary, title):
     return "\n".join(parts) + "\n"
 
 
-def section(name, runs):
+def per_call_overhead(runs):
+    """Per peer: median over runs and efs of (mean time of a call through
+    Python) - (mean time per query of the C/C++ loop), in microseconds: what
+    separates the two QPS figures of a run."""
+    out = {}
+    for name in runs[0]["systems"]:
+        if name == "quiver":
+            continue
+        xs = [1e6 / r["qps"] - 1e6 / r["qps_c_loop"] for run in runs
+              for r in run["systems"].get(name, {}).get("results", {}).values() if "qps_c_loop" in r]
+        if xs:
+            out[name] = med(xs)
+    return out
+
+
+def one_go(data):
+    """The pattern-(a) object of a `quiver bench --json` output (the whole
+    output for runs from before `--pattern`)."""
+    return next((p for p in data.get("patterns", []) if p["pattern"] == "one"), data)
+
+
+def section(name, runs, out_dir):
     spec, summary = SETS[name], summarise(runs)
-    quiver = [r["systems"]["quiver"]["quiver"] for r in runs if "quiver" in r["systems"].get("quiver", {})]
-    svg = f"docs/img/{name}-recall-qps.svg"
-    os.makedirs(os.path.join(ROOT, "docs/img"), exist_ok=True)
-    with open(os.path.join(ROOT, svg), "w") as f:
+    quiver = [one_go(r["systems"]["quiver"]["quiver"]) for r in runs if "quiver" in r["systems"].get("quiver", {})]
+    svg = f"img/{name}-recall-qps.svg"
+    os.makedirs(os.path.join(out_dir, "img"), exist_ok=True)
+    with open(os.path.join(out_dir, svg), "w") as f:
         f.write(svg_plot(summary, spec["title"].split(":")[0] + f" (medians of {len(runs)} runs)"))
     efs = sorted({ef for s in summary.values() for ef in s["ef"]})
+    c_loop = any("qps_c_loop" in r for run in runs for n, s in run["systems"].items() if n != "quiver"
+                 for r in s["results"].values())
+    how = ("one thread; Quiver a Rust loop of one `search_with` call per query, each peer one batch call "
+           "that its library loops over in C/C++ on one thread" if c_loop else "one thread, one query per call")
     lines = [f"### {spec['title']}", "",
              f"{runs[0]['rows']:,} vectors, {runs[0]['queries']} queries, M {runs[0]['m']}, "
              f"ef_construction {runs[0]['ef_construction']}; medians of {len(runs)} runs.", "",
-             f"![recall against QPS]({svg.removeprefix('docs/')})", "",
-             "Recall@10 / queries per second, one thread, one query per call:", "",
+             f"![recall against QPS]({svg})", "",
+             f"Recall@10 / queries per second ({how}):", "",
              "| system | " + " | ".join(f"ef {ef}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
     for sys_name, s in summary.items():
         lines.append(f"| {sys_name} | " + " | ".join(
             f"{s['ef'][ef]['recall']:.3f} / {s['ef'][ef]['qps']:,.0f}" if ef in s["ef"] else "" for ef in efs) + " |")
-    lines += ["", "Latency p50 / p99 in ms:", "",
+    overhead = per_call_overhead(runs)
+    noop = med(r.get("python_overhead", {}).get("p50_ms") for r in runs)
+    lines += ["", "Latency p50 / p99 in ms, one query per call (the peers' calls timed in Python"
+              + (f": the timing loop around a no-op costs {noop * 1e3:.2f} us at p50, and a call through the "
+                 "binding takes longer on average than a query of the library's C/C++ loop by "
+                 + ", ".join(f"{n} {v:.1f} us" for n, v in overhead.items()) + " (medians over efs and runs)" if noop is not None
+                 and overhead else "") + "):", "",
               "| system | " + " | ".join(f"ef {ef}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
     for sys_name, s in summary.items():
         lines.append(f"| {sys_name} | " + " | ".join(
@@ -173,7 +240,7 @@ def section(name, runs):
         best = max(peers, key=peers.get)
         ratios = []
         for r in runs:
-            per = {n: at_target({int(k): v for k, v in s["results"].items()})[0] for n, s in r["systems"].items()}
+            per = {n: at_target(cells(s["results"]))[0] for n, s in r["systems"].items()}
             top = max((q for n, q in per.items() if n != "quiver" and q), default=None)
             if top and per.get("quiver"):
                 ratios.append(per["quiver"] / top)
@@ -184,7 +251,7 @@ def section(name, runs):
         bpv = med(q.get("bytes_per_vector") for q in quiver)
         lines += ["", f"Quiver's database: open {open_ms:.2f} ms (mapping, nothing rebuilt), "
                   f"{bpv:,.0f} bytes on disk per vector ({4 * runs[0]['dim']:,} of them the vector itself). "
-                  f"Distance kernels: {quiver[0].get('isa')}.", "",
+                  f"Distance kernels: {runs[0]['systems']['quiver']['quiver'].get('isa')}.", "",
                   "Thread scaling of Quiver (QPS; N threads each calling `search`, and `search_batch`):", "",
                   "| ef | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}"
                                          for t in sorted({x['threads'] for x in quiver[0]['results']}))
@@ -198,6 +265,141 @@ def section(name, runs):
                 continue
             lines.append(f"| {ef} | " + " | ".join(f"{x:,.0f}" for x in qps)
                          + f" | {batch:,.0f} | {max(qps[-1], batch) / qps[0]:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def steady_section(name, runs):
+    """The build patterns of a set: what each build left, how fast it ingested
+    and committed, and its queries at recall >= 0.95 against the peers and
+    against pattern (a)."""
+    spec = SETS[name]
+    runs = [r for r in runs if r["systems"].get("quiver", {}).get("quiver", {}).get("patterns")]
+    if not runs:
+        return f"### {spec['title']}\n\nNot run yet.\n"
+    per_pattern = {}
+    for r in runs:
+        for pat in r["systems"]["quiver"]["quiver"]["patterns"]:
+            per_pattern.setdefault(pat["pattern"], []).append(pat)
+    order = [p for p in PATTERNS if p in per_pattern]
+    peers = [n for n in runs[0]["systems"] if n != "quiver"]
+
+    def quiver_cells(pats):
+        return median_cells([cells({x["ef"]: x for x in p["results"] if x["threads"] == 1}) for p in pats])
+
+    def peer_cells(peer, final):
+        per = []
+        for r in runs:
+            s = r["systems"].get(peer, {})
+            s = s.get("final") if final else s
+            if s:
+                per.append(cells(s["results"]))
+        return median_cells(per) if per else {}
+
+    def best_peer(final):
+        best = None
+        for peer in peers:
+            qps, ef = at_target(peer_cells(peer, final))
+            if qps and (best is None or qps > best[1]):
+                best = (peer, qps, ef)
+        return best
+
+    def run_ratio(run, pat, final):
+        """One run's Quiver QPS at the target over its best peer's, or None."""
+        mine = at_target(cells({x["ef"]: x for x in pat["results"] if x["threads"] == 1}))[0]
+        tops = []
+        for peer in peers:
+            s = run["systems"].get(peer, {})
+            s = s.get("final") if final else s
+            if s:
+                tops.append(at_target(cells(s["results"]))[0])
+        top = max((t for t in tops if t), default=None)
+        return mine / top if mine and top else None
+
+    qc = {p: quiver_cells(per_pattern[p]) for p in order}
+    at = {p: at_target(qc[p]) for p in order}
+    base_qps = at.get("one", (None, None))[0]
+    best = {False: best_peer(False), True: best_peer(True)}
+    final_rows = med(r.get("final_rows") for r in runs)
+    lines = [f"### {spec['title']}", "",
+             f"{runs[0]['rows']:,} rows, {runs[0]['queries']} queries, default options (growing threshold, "
+             f"tiered merges), M {runs[0]['m']}, ef_construction {runs[0]['ef_construction']}; "
+             f"medians of {len(runs)} runs. Queries start right after the last commit, on the handle that "
+             "built the database; one thread, one `search_with` call per query, after one untimed pass.", "",
+             "| pattern | commits | segments | growing rows | ingest rows/s | commit p50 / p99 / max (ms) "
+             "| merger under the queries | ef at recall >= 0.95 | recall@10 | QPS | p50 / p99 (ms) "
+             "| vs best peer | vs (a) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ratio_notes = []
+    for p in order:
+        pats = per_pattern[p]
+        f = lambda key: med(x.get(key) for x in pats)
+        qps, ef = at[p]
+        b = best[p == "churn"]
+        vs_peer = f"{qps / b[1]:.2f}x ({b[0]})" if qps and b else "n/a"
+        vs_one = f"{qps / base_qps:.2f}x" if qps and base_qps else "n/a"
+        commit = (f"{f('commit_p50_ms'):,.1f} / {f('commit_p99_ms'):,.1f} / {f('commit_max_ms'):,.1f}"
+                  if f("commit_p50_ms") is not None else "n/a")
+        ingest = f"{f('ingest_rows_per_s'):,.0f}" if f("ingest_rows_per_s") else "n/a"
+        busy = sum(bool(x.get("merging_during_queries")) for x in pats)
+        merger = (f"busy in {busy} of {len(pats)} runs; idle {f('merge_settle_ms'):,.0f} ms in (queries: "
+                  f"{f('query_phase_ms'):,.0f} ms)" if f("merge_settle_ms") is not None
+                  else f"changed under {busy} of {len(pats)} runs")
+        head = (f"| {PATTERN_TITLES.get(p, p)} | {f('commits') or 0:,.0f} | {f('segments'):.0f} | "
+                f"{f('growing_rows'):,.0f} | {ingest} | {commit} | {merger} | ")
+        if qps:
+            c = qc[p][ef]
+            lines.append(head + f"{ef} | {c['recall']:.3f} | {qps:,.0f} | {c['p50_ms']:.3f} / {c['p99_ms']:.3f} "
+                         f"| {vs_peer} | {vs_one} |")
+        else:
+            lines.append(head + "not reached | | | | n/a | n/a |")
+        ratios = [run_ratio(r, x, p == "churn") for r in runs
+                  for x in r["systems"]["quiver"]["quiver"]["patterns"] if x["pattern"] == p]
+        ratios = [x for x in ratios if x]
+        if ratios:
+            ratio_notes.append(f"`{p}` " + ", ".join(f"{x:.2f}x" for x in ratios))
+    lines += ["", "Ingest rows/s counts every upserted row and every deleted id over the wall time of the whole "
+              "build (staging and commits, the file read excluded); commit latency is each `Writer::commit` "
+              "call. Segments and growing rows are `Database::stats()` right after the last commit. The queries "
+              "start right after it too; a thread beside them waits for the background merger to go idle "
+              "(`Database::wait_for_merges`): the merger column says in how many runs it was still busy when "
+              "they began (over 10 ms to go idle, or the state changed under them) and, as medians, how long "
+              "after they began it went idle, against how long all of the queries took. "
+              f"The peers are built in one go (all cores, M {runs[0]['m']} / ef_construction "
+              f"{runs[0]['ef_construction']}) and their QPS is the "
+              "single-thread loop of their C/C++ batch call. For (a) to (c) the best peer is the one with the "
+              "highest QPS at recall >= 0.95 on the same rows and ground truth."
+              + (f" For (d) the peers are built in one go on the final {final_rows:,.0f} rows that the churn "
+                 "left (the map `quiver bench --churn-map` writes: each live id and the base row whose vector "
+                 "it holds), and every system is scored against the exact search of those rows: the same data "
+                 "and truth, but the peers never see the deletes and upserts, which is the point of (d)."
+                 if final_rows else " The peers were not built on the churn's final rows in these runs, so (d) "
+                 "has no peer ratio."),
+              ""]
+    if ratio_notes:
+        lines += ["Against the best peer, run by run: " + "; ".join(ratio_notes) + ".", ""]
+    hn = [(r["rows"], r["systems"]["hnswlib"]) for r in runs if "hnswlib" in r["systems"]]
+    one_go = med(rows / h["build_s"] for rows, h in hn)
+    batches = med(h.get("ingest_batch_rows_per_s") for _, h in hn)
+    q_one = med(x.get("ingest_rows_per_s") for x in per_pattern.get("one", []))
+    q_100 = med(x.get("ingest_rows_per_s") for x in per_pattern.get("100", []))
+    ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "n/a"
+    num = lambda x: f"{x:,.0f}" if x else "n/a"
+    lines += ["Ingest against hnswlib (rows/s; hnswlib on all cores):", "",
+              "| build | Quiver | hnswlib | Quiver / hnswlib |", "|---|---|---|---|",
+              f"| in one go: Quiver (a) one commit, hnswlib one `add_items` | {num(q_one)} | {num(one_go)} "
+              f"| {ratio(q_one, one_go)} |",
+              f"| 100 rows at a time: Quiver (c) commits of 100, hnswlib `add_items` of 100 | {num(q_100)} "
+              f"| {num(batches)} | {ratio(q_100, batches)} |", ""]
+    efs = sorted({ef for p in order for ef in qc[p]})
+    lines += ["Recall@10 / QPS per ef, one thread:", "",
+              "| build | " + " | ".join(f"ef {ef}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
+    rows = [(f"Quiver {PATTERN_TITLES.get(p, p).split(':')[0]}", qc[p]) for p in order]
+    rows += [(f"{peer}, one go", peer_cells(peer, False)) for peer in peers]
+    if final_rows:
+        rows += [(f"{peer}, one go on (d)'s final rows", peer_cells(peer, True)) for peer in peers]
+    for label, c in rows:
+        lines.append(f"| {label} | " + " | ".join(
+            f"{c[ef]['recall']:.3f} / {c[ef]['qps']:,.0f}" if ef in c else "" for ef in efs) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -220,24 +422,42 @@ def main():
     p.add_argument("--sets", default="debian50k,synth1m")
     p.add_argument("--no-run", action="store_true", help="only rewrite the docs from saved runs")
     p.add_argument("--systems", default="hnswlib,faiss,usearch", help="peers to run beside Quiver")
+    p.add_argument("--patterns", default=",".join(PATTERNS), help="Quiver's build patterns to run")
+    p.add_argument("--bench-dir", default="target/bench", help="where runs are saved and read")
+    p.add_argument("--out", default="docs/BENCHMARKS.md", help="the page to write (plots go to img/ beside it)")
+    p.add_argument("--data", action="append", default=[], metavar="SET=BASE,QUERIES[,GT]",
+                   help="run a set on other files (a smoke run on a subset)")
+    p.add_argument("--max-queries", type=int, help="passed to peers.py")
+    p.add_argument("--efs", help="passed to peers.py")
     args = p.parse_args()
+    for spec in args.data:
+        name, _, files = spec.partition("=")
+        files = files.split(",")
+        if name not in SETS or len(files) not in (2, 3):
+            sys.exit(f"--data {spec}: expected one of {', '.join(SETS)}=BASE,QUERIES[,GT]")
+        SETS[name].update(base=files[0], queries=files[1], gt=files[2] if len(files) == 3 else None)
+        SETS[name].pop("generate", None)
     sets = [s for s in args.sets.split(",") if s]
     if not args.no_run:
         sh(["cargo", "build", "--release", "--bin", "quiver"])
         for name in sets:
-            run_set(name, args.runs, args.systems)
+            run_set(name, args.runs, args)
+    out = os.path.join(ROOT, args.out)
+    out_dir = os.path.dirname(out)
     blocks = {}
     for name in SETS:
-        paths = sorted(glob.glob(os.path.join(ROOT, f"target/bench/{name}-run*.json")))
+        paths = sorted(glob.glob(os.path.join(ROOT, args.bench_dir, f"{name}-run*.json")))
         runs = [json.load(open(x)) for x in paths]
-        blocks[name] = section(name, runs) if runs else f"### {SETS[name]['title']}\n\nNot run yet.\n"
+        not_yet = f"### {SETS[name]['title']}\n\nNot run yet.\n"
+        blocks[name] = section(name, runs, out_dir) if runs else not_yet
+        blocks[name + "_steady"] = steady_section(name, runs) if runs else not_yet
     template = open(os.path.join(ROOT, "benches/peers/BENCHMARKS.md.in")).read()
     page = template.replace("{{machine}}", machine())
     for name, block in blocks.items():
         page = page.replace("{{" + name + "}}", block)
-    with open(os.path.join(ROOT, "docs/BENCHMARKS.md"), "w") as f:
+    with open(out, "w") as f:
         f.write(page)
-    print("wrote docs/BENCHMARKS.md")
+    print(f"wrote {os.path.relpath(out, ROOT)}")
 
 
 if __name__ == "__main__":

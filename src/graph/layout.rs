@@ -249,6 +249,11 @@ impl Graph {
     }
 }
 
+/// A links file's decoded header, kept to make views of the same bytes
+/// again cheaply (see [`GraphView::reopen`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LinksLayout(LinksHeader);
+
 /// The decoded, validated header.
 #[derive(Debug, Clone, Copy)]
 struct LinksHeader {
@@ -454,7 +459,27 @@ impl<'a> GraphView<'a> {
     ///
     /// As [`GraphView::decode`].
     pub fn open(bytes: &'a [u8]) -> Result<GraphView<'a>, LinksError> {
-        let h = LinksHeader::decode(bytes)?;
+        GraphView::with_header(bytes, LinksHeader::decode(bytes)?)
+    }
+
+    /// The decoded header of this view, from which [`GraphView::reopen`]
+    /// makes views of the same bytes without decoding it again.
+    pub fn layout(&self) -> LinksLayout {
+        LinksLayout(self.header)
+    }
+
+    /// A view of `bytes` through `layout`, which [`GraphView::layout`] gave
+    /// for a view of these same bytes: what a search does per query,
+    /// without the header's decoding and checksum (it only slices and casts
+    /// the regions, which cannot fail for those bytes).
+    ///
+    /// # Errors
+    /// [`LinksError::Invalid`] if `bytes` is not what `layout` describes.
+    pub fn reopen(bytes: &'a [u8], layout: &LinksLayout) -> Result<GraphView<'a>, LinksError> {
+        GraphView::with_header(bytes, layout.0)
+    }
+
+    fn with_header(bytes: &'a [u8], h: LinksHeader) -> Result<GraphView<'a>, LinksError> {
         let level0 = region(bytes, h.level0, "level-0")?;
         let index = region(bytes, h.upper_index, "upper index")?;
         let links = region(bytes, h.upper_links, "upper links")?;

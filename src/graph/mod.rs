@@ -54,6 +54,9 @@ mod store;
 #[doc(hidden)]
 pub use build::extend;
 pub use build::{build, Graph, GraphParams};
-pub use layout::{GraphView, LinksError, LINKS_HEADER_LEN, LINKS_MAGIC, LINKS_VERSION};
+pub use layout::{
+    GraphView, LinksError, LinksLayout, LINKS_HEADER_LEN, LINKS_MAGIC, LINKS_VERSION,
+};
+pub(crate) use search::Hiding;
 pub use search::{search, with_visited, Links, Rows, Visited};
 pub(crate) use store::LinkStore;

@@ -59,6 +59,49 @@ pub trait Links: sealed::Sealed {
     fn prefetch_links(&self, node: u32);
 }
 
+/// A graph with one node taken out: no list names it and no walk starts
+/// from it. Searching it with that node's own vector as the query is a
+/// held-out query, as a new vector would be (the calibration's view).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hiding<'a, L> {
+    pub(crate) links: &'a L,
+    pub(crate) hidden: u32,
+}
+
+impl<L: Links> sealed::Sealed for Hiding<'_, L> {}
+
+impl<L: Links> Links for Hiding<'_, L> {
+    fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    fn entry_point(&self) -> Option<u32> {
+        let entry = self.links.entry_point()?;
+        if entry != self.hidden {
+            return Some(entry);
+        }
+        self.links.level0(entry).find(|&n| n != self.hidden)
+    }
+
+    fn max_level(&self) -> u8 {
+        self.links.max_level()
+    }
+
+    fn level0(&self, node: u32) -> impl Iterator<Item = u32> + '_ {
+        self.links.level0(node).filter(move |&n| n != self.hidden)
+    }
+
+    fn upper(&self, node: u32, level: u8) -> impl Iterator<Item = u32> + '_ {
+        self.links
+            .upper(node, level)
+            .filter(move |&n| n != self.hidden)
+    }
+
+    fn prefetch_links(&self, node: u32) {
+        self.links.prefetch_links(node);
+    }
+}
+
 /// Keeps [`Links`] implemented only in this crate.
 pub(crate) mod sealed {
     /// The supertrait of [`Links`](super::Links); not nameable outside the crate.

@@ -1,5 +1,7 @@
 //! `quiver bench`: recall, queries per second and latency per `ef` and thread
-//! count, plus build time, open time, peak memory and bytes on disk.
+//! count, plus build time, commit latency, open time, peak memory and bytes
+//! on disk, for one or more build patterns (`--pattern one,10k,100,churn`,
+//! see `bench_build.rs`).
 //!
 //! With `--json` it prints one JSON object (field names documented in
 //! `docs/BENCHMARKS.md`, checked by `tests/cli.rs`):
@@ -9,22 +11,56 @@
 //!   "reused", "build_s", "open_ms", "peak_rss_bytes", "bytes_on_disk",
 //!   "bytes_per_vector",
 //!   "results": [ { "ef", "threads", "recall", "qps", "p50_ms", "p95_ms", "p99_ms" } ],
-//!   "batch":   [ { "ef", "threads", "qps" } ] }
+//!   "batch":   [ { "ef", "threads", "qps" } ],
+//!   "seed",
+//!   "patterns": [ { "pattern", "rows", "reused", "build_s", "operations",
+//!                   "commits", "commit_rows", "ingest_rows_per_s",
+//!                   "commit_p50_ms", "commit_p99_ms", "commit_max_ms",
+//!                   "sealing_commits",
+//!                   "segments", "growing_rows", "deleted_rows", "generation",
+//!                   "merges", "merges_during_queries", "merge_settle_ms",
+//!                   "query_phase_ms", "merging_during_queries",
+//!                   "segments_settled", "deleted_rows_settled", "truth",
+//!                   "open_ms", "peak_rss_bytes", "bytes_on_disk",
+//!                   "bytes_per_vector", "results": [...], "batch": [...] } ] }
 //! ```
 //!
-//! `results` holds one entry per `ef` and thread count: each of N threads runs
-//! its share of the queries, one `Database::search_with` call per query; QPS
-//! is queries over wall time. `batch` is `search_batch` (rayon, every core)
-//! over all queries. Recall is against `--gt` or, without it, exact search.
+//! The top-level fields describe the first pattern measured; `patterns` holds
+//! one object per `--pattern`, in order. `results` holds one entry per `ef`
+//! and thread count: each of N threads runs its share of the queries, one
+//! `Database::search_with` call per query; QPS is queries over wall time.
+//! `batch` is `search_batch` (rayon, every core) over all queries.
+//!
+//! Per pattern: `build_s` is the wall time of staging and committing every
+//! operation (reading the file excluded); `operations` counts each upserted
+//! row and each deleted id; `ingest_rows_per_s` is `operations / build_s`;
+//! `commit_*_ms` are nearest-rank quantiles over the `commits` timed
+//! `Writer::commit` calls, `sealing_commits` those that sealed a column file;
+//! `segments`, `growing_rows`, `deleted_rows`, `generation` and `merges`
+//! (background merges switched in so far) are `Database::stats()` right after
+//! the last commit. The queries start right after that, on the same handle,
+//! with the background merger free to go on; a thread beside them blocks in
+//! `Database::wait_for_merges`: `merge_settle_ms` is how long after the
+//! queries began the merger went idle, `query_phase_ms` how long the queries
+//! took, `merges_during_queries` the merges switched in meanwhile, and
+//! `merging_during_queries` is true when the merger was still busy when they
+//! began (it took over 10 ms to go idle, or something changed under them).
+//! `segments_settled` and `deleted_rows_settled` are the stats once it was
+//! idle. Then the recall is scored and the database reopened for `open_ms`.
+//! `truth` is `"gt"` (the `--gt` file) or `"exact"` (exact search of the
+//! database; always so for `churn`, whose final state is not the file's
+//! base). `peak_rss_bytes` is the process's peak so far, so it grows across
+//! patterns.
 
+use crate::bench_build::{self, Build, Pattern};
 use crate::commands::progress;
 use crate::import::{read_ivecs, Batch, VectorReader};
 use crate::{CliResult, Outcome};
 use clap::Args;
 use quiver::{Database, Metric, Options, SearchParams};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Arguments of `quiver bench`.
@@ -37,7 +73,8 @@ pub struct BenchArgs {
     #[arg(long)]
     queries: PathBuf,
     /// Ground truth (.ivecs, row numbers of the true neighbours, nearest
-    /// first); computed by exact search when missing.
+    /// first); computed by exact search when missing, and always for the
+    /// `churn` pattern.
     #[arg(long)]
     gt: Option<PathBuf>,
     /// Neighbours per query; recall is recall@k.
@@ -49,6 +86,18 @@ pub struct BenchArgs {
     /// Thread counts to measure (default: 1, 2, ... up to the number of cores).
     #[arg(long, value_delimiter = ',')]
     threads: Option<Vec<usize>>,
+    /// How to build: `one` commit of everything, commits of `10k` or `100`
+    /// rows, or `churn` (`100`, then 30 % deleted and 10 % upserted in
+    /// commits of 100); a list measures each in turn.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "one")]
+    pattern: Vec<Pattern>,
+    /// Seed of the `churn` pattern's choice of ids.
+    #[arg(long, default_value_t = 11)]
+    seed: u64,
+    /// Write the final state of a `churn` build here as .ivecs, one row
+    /// `[id, base row whose vector it holds]` per live id.
+    #[arg(long)]
+    churn_map: Option<PathBuf>,
     /// Distance of a newly built database.
     #[arg(long, default_value = "cosine")]
     metric: Metric,
@@ -58,8 +107,9 @@ pub struct BenchArgs {
     /// HNSW build candidate list size of a newly built database.
     #[arg(long, default_value_t = quiver::DEFAULT_EF_CONSTRUCTION)]
     ef_construction: usize,
-    /// Database directory: reused if it already holds the base, else built
-    /// there (default: a temporary directory, removed afterwards).
+    /// Database directory: reused if it already holds a database, else built
+    /// there (default: a temporary directory, removed afterwards). With
+    /// several patterns, each uses the subdirectory named after it.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Use at most this many queries.
@@ -79,6 +129,29 @@ struct Run {
     p50: Duration,
     p95: Duration,
     p99: Duration,
+}
+
+/// Everything measured for one pattern.
+struct PatternReport {
+    pattern: Pattern,
+    rows: usize,
+    dim: usize,
+    metric: Metric,
+    build: Option<Build>,
+    /// Right after the last commit.
+    stats: quiver::Stats,
+    /// Once the merger was idle, after the queries.
+    settled: quiver::Stats,
+    merges_during_queries: u64,
+    merge_settle: Duration,
+    query_phase: Duration,
+    merging_during_queries: bool,
+    exact_truth: bool,
+    open_ms: f64,
+    peak: Option<u64>,
+    bytes_on_disk: u64,
+    runs: Vec<Run>,
+    batch: Vec<(usize, f64)>,
 }
 
 /// Removes a temporary database directory however the command ends.
@@ -102,17 +175,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Builds the database from `args.base` in one commit (one segment, one graph).
-fn build(
-    args: &BenchArgs,
-    dir: &std::path::Path,
-) -> Result<(Database, f64), Box<dyn std::error::Error>> {
-    let mut reader = VectorReader::open(&args.base, None)?;
-    let options = Options::new(reader.dim(), args.metric)
-        .m(args.m)
-        .ef_construction(args.ef_construction);
-    let db = Database::open(dir, options)?;
-    let start = Instant::now();
+/// Reads the whole base file.
+fn read_base(path: &Path) -> Result<Batch, Box<dyn std::error::Error>> {
+    let mut reader = VectorReader::open(path, None)?;
     let bar = progress(
         reader.total_bytes(),
         "  reading base {wide_bar} {bytes}/{total_bytes}",
@@ -125,25 +190,54 @@ fn build(
         bar.set_position(reader.bytes_read());
     }
     bar.finish_and_clear();
-    let spinner = progress(0, "  building the index {spinner} {elapsed}");
-    let mut writer = db.writer()?;
-    writer.upsert_batch(&all.ids, &all.vectors, None)?;
-    writer.commit()?;
-    spinner.finish_and_clear();
-    Ok((db, start.elapsed().as_secs_f64()))
+    if all.ids.is_empty() {
+        return Err(format!("{}: no vectors", path.display()).into());
+    }
+    Ok(all)
 }
 
 /// A query's number, latency and the ids found.
 type Answered = (usize, Duration, Vec<u64>);
 
+/// The timings of one pass, and the ids each query found (recall is scored
+/// after every pass, so that the queries start right after the build).
+struct Pass {
+    ef: usize,
+    threads: usize,
+    qps: f64,
+    p50: Duration,
+    p95: Duration,
+    p99: Duration,
+    found: Vec<Vec<u64>>,
+}
+
+impl Pass {
+    fn score(self, truth: &[HashSet<u64>], k: usize) -> Run {
+        let hits: usize = self
+            .found
+            .iter()
+            .zip(truth)
+            .map(|(ids, t)| ids.iter().filter(|id| t.contains(id)).count())
+            .sum();
+        Run {
+            ef: self.ef,
+            threads: self.threads,
+            recall: hits as f64 / (k * self.found.len().max(1)) as f64,
+            qps: self.qps,
+            p50: self.p50,
+            p95: self.p95,
+            p99: self.p99,
+        }
+    }
+}
+
 /// Runs every query on `threads` threads (query i on thread i mod threads).
 fn measure(
     db: &Database,
     queries: &[f32],
-    truth: &[HashSet<u64>],
     params: &SearchParams,
     threads: usize,
-) -> Result<Run, quiver::Error> {
+) -> Result<Pass, quiver::Error> {
     let dim = db.dim();
     let nq = queries.len() / dim;
     let start = Instant::now();
@@ -170,62 +264,106 @@ fn measure(
     });
     let wall = start.elapsed();
     let mut latencies = Vec::with_capacity(nq);
-    let mut found = 0usize;
+    let mut found = vec![Vec::new(); nq];
     for result in per_thread {
         for (i, took, ids) in result? {
             latencies.push(took);
-            found += ids.iter().filter(|id| truth[i].contains(id)).count();
+            found[i] = ids;
         }
     }
     latencies.sort_unstable();
     let at = |q: f64| latencies[((q * nq as f64).ceil() as usize).clamp(1, nq) - 1];
-    Ok(Run {
+    Ok(Pass {
         ef: params.ef.unwrap_or(0),
         threads,
-        recall: found as f64 / (params.k * nq) as f64,
         qps: nq as f64 / wall.as_secs_f64(),
         p50: at(0.50),
         p95: at(0.95),
         p99: at(0.99),
+        found,
     })
 }
 
-/// `quiver bench`.
-pub fn run(args: &BenchArgs) -> CliResult {
-    if args.k == 0 || args.ef.is_empty() {
-        return Err("-k and --ef must be at least 1".into());
-    }
-    let threads = args.threads.clone().unwrap_or_else(|| {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        (1..=cores).collect()
-    });
-    if threads.contains(&0) {
-        return Err("--threads must be at least 1".into());
-    }
-    let _cleanup;
-    let dir = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => {
-            let dir = std::env::temp_dir().join(format!("quiver-bench-{}", std::process::id()));
-            _cleanup = RemoveOnDrop(dir.clone());
-            dir
+/// What every pattern shares: the queries, the file's ground truth and the
+/// base (read on the first build).
+struct Inputs {
+    queries: Vec<f32>,
+    nq: usize,
+    file_truth: Option<Vec<HashSet<u64>>>,
+    base: Option<Batch>,
+    threads: Vec<usize>,
+}
+
+/// How long the merger may take to report idle when it has nothing to do
+/// (a thread wake-up on a loaded machine) before the bench counts it busy.
+const MERGER_BUSY: Duration = Duration::from_millis(10);
+
+/// Passes, `search_batch` QPS per ef, the wall time of them all, and the
+/// stats right after.
+type Queried = (Vec<Pass>, Vec<(usize, f64)>, Duration, quiver::Stats);
+
+/// Every ef: one untimed pass, one timed pass per thread count, one
+/// `search_batch`.
+fn query_passes(db: &Database, args: &BenchArgs, inputs: &Inputs) -> quiver::Result<Queried> {
+    let began = Instant::now();
+    let queries = &inputs.queries;
+    let bar = progress(
+        (args.ef.len() * (inputs.threads.len() + 1)) as u64,
+        "  measuring {wide_bar} {pos}/{len}",
+    );
+    let mut passes = Vec::new();
+    let mut batch = Vec::new();
+    for &ef in &args.ef {
+        let params = SearchParams::new(args.k).ef(ef);
+        // One untimed pass warms the page cache and the visited sets.
+        measure(db, queries, &params, 1)?;
+        for &t in &inputs.threads {
+            passes.push(measure(db, queries, &params, t)?);
+            bar.inc(1);
         }
-    };
-    let existing = dir.join("quiver.redb").exists();
-    let (db, build_s) = if existing {
-        (Database::open_existing(&dir)?, None)
+        let start = Instant::now();
+        db.search_batch(queries, &params)?;
+        batch.push((ef, inputs.nq as f64 / start.elapsed().as_secs_f64()));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let phase = began.elapsed();
+    Ok((passes, batch, phase, db.stats()?))
+}
+
+/// Builds (or reuses) the database of `pattern` in `dir` and measures it.
+fn run_pattern(
+    args: &BenchArgs,
+    pattern: Pattern,
+    dir: &Path,
+    inputs: &mut Inputs,
+) -> Result<PatternReport, Box<dyn std::error::Error>> {
+    let (db, build) = if dir.join("quiver.redb").exists() {
+        (Database::open_existing(dir)?, None)
     } else {
-        let (db, secs) = build(args, &dir)?;
-        (db, Some(secs))
+        if inputs.base.is_none() {
+            inputs.base = Some(read_base(&args.base)?);
+        }
+        let base = inputs.base.as_ref().ok_or("no base")?;
+        let dim = base.vectors.len() / base.ids.len();
+        let options = Options::new(dim, args.metric)
+            .m(args.m)
+            .ef_construction(args.ef_construction);
+        let db = Database::open(dir, options)?;
+        let plan = match pattern {
+            Pattern::Churn => bench_build::churn_plan(base.ids.len(), args.seed),
+            _ => Vec::new(),
+        };
+        if let (Pattern::Churn, Some(path)) = (pattern, &args.churn_map) {
+            bench_build::write_churn_map(path, base, &plan)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        let build = bench_build::build(&db, base, pattern, &plan)?;
+        (db, Some(build))
     };
-    let bytes_on_disk = db.stats()?.bytes_on_disk;
-    let rows = db.len();
-    drop(db);
-    let start = Instant::now();
-    let db = Database::open_existing(&dir)?;
-    let open_ms = ms(start.elapsed());
-    let mut queries = VectorReader::open(&args.queries, None)?.read_all()?.vectors;
-    if queries.len() % db.dim() != 0 || queries.is_empty() {
+    let stats = db.stats()?;
+    let queries = &inputs.queries;
+    if !queries.len().is_multiple_of(db.dim()) {
         return Err(format!(
             "{}: the queries are not {}-d like the database",
             args.queries.display(),
@@ -233,112 +371,192 @@ pub fn run(args: &BenchArgs) -> CliResult {
         )
         .into());
     }
-    if let Some(max) = args.max_queries {
-        queries.truncate(max.max(1) * db.dim());
-    }
-    let nq = queries.len() / db.dim();
 
-    let truth: Vec<HashSet<u64>> = match &args.gt {
-        Some(gt) => {
-            let gt = read_ivecs(gt)?;
-            if gt.len() < nq || gt.iter().take(nq).any(|r| r.len() < args.k) {
-                return Err(
-                    format!("{}: needs {nq} rows of at least {} ids", gt.len(), args.k).into(),
-                );
-            }
-            gt.iter()
-                .take(nq)
-                .map(|r| r[..args.k].iter().map(|&x| u64::from(x)).collect())
-                .collect()
-        }
-        None => {
+    // The queries start now; a thread beside them waits for the background
+    // merger to go idle, to tell whether merges ran under them.
+    let began = Instant::now();
+    let (queried, merge_settle) = std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            db.wait_for_merges();
+            began.elapsed()
+        });
+        let queried = query_passes(&db, args, inputs);
+        let settle = waiter
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (queried, settle)
+    });
+    let (passes, batch, query_phase, after) = queried?;
+    let settled = db.stats()?;
+    let merges_during_queries = after.merges.saturating_sub(stats.merges);
+    let merging_during_queries = merges_during_queries > 0
+        || after.generation != stats.generation
+        || after.segments != stats.segments
+        || merge_settle > MERGER_BUSY;
+
+    let exact_truth = pattern == Pattern::Churn || inputs.file_truth.is_none();
+    let exact;
+    let truth: &[HashSet<u64>] = match (&inputs.file_truth, exact_truth) {
+        (Some(t), false) => t,
+        _ => {
             let spinner = progress(0, "  exact ground truth {spinner} {elapsed}");
-            let exact = db.search_batch(&queries, &SearchParams::new(args.k).exact(true))?;
+            let hits = db.search_batch(queries, &SearchParams::new(args.k).exact(true))?;
             spinner.finish_and_clear();
-            exact
+            exact = hits
                 .iter()
                 .map(|hits| hits.iter().map(|h| h.id).collect())
-                .collect()
+                .collect::<Vec<HashSet<u64>>>();
+            &exact
         }
     };
+    let runs = passes.into_iter().map(|p| p.score(truth, args.k)).collect();
+    let (rows, dim, metric) = (db.len(), db.dim(), db.metric());
+    let bytes_on_disk = settled.bytes_on_disk;
+    drop(db);
+    let start = Instant::now();
+    let db = Database::open_existing(dir)?;
+    let open_ms = ms(start.elapsed());
+    drop(db);
+    Ok(PatternReport {
+        pattern,
+        rows,
+        dim,
+        metric,
+        build,
+        stats,
+        settled,
+        merges_during_queries,
+        merge_settle,
+        query_phase,
+        merging_during_queries,
+        exact_truth,
+        open_ms,
+        peak: peak_rss(),
+        bytes_on_disk,
+        runs,
+        batch,
+    })
+}
 
-    let bar = progress(
-        (args.ef.len() * (threads.len() + 1)) as u64,
-        "  measuring {wide_bar} {pos}/{len}",
-    );
-    let mut runs = Vec::new();
-    let mut batch = Vec::new();
-    for &ef in &args.ef {
-        let params = SearchParams::new(args.k).ef(ef);
-        // One untimed pass warms the page cache and the visited sets.
-        measure(&db, &queries, &truth, &params, 1)?;
-        for &t in &threads {
-            runs.push(measure(&db, &queries, &truth, &params, t)?);
-            bar.inc(1);
-        }
-        let start = Instant::now();
-        db.search_batch(&queries, &params)?;
-        batch.push((ef, nq as f64 / start.elapsed().as_secs_f64()));
-        bar.inc(1);
+/// The file's ground truth for the first `nq` queries, as id sets of `k`.
+fn file_truth(
+    gt: &Path,
+    nq: usize,
+    k: usize,
+) -> Result<Vec<HashSet<u64>>, Box<dyn std::error::Error>> {
+    let gt = read_ivecs(gt)?;
+    if gt.len() < nq || gt.iter().take(nq).any(|r| r.len() < k) {
+        return Err(format!("{}: needs {nq} rows of at least {k} ids", gt.len()).into());
     }
-    bar.finish_and_clear();
-    let peak = peak_rss();
+    Ok(gt
+        .iter()
+        .take(nq)
+        .map(|r| r[..k].iter().map(|&x| u64::from(x)).collect())
+        .collect())
+}
+
+fn results_json(r: &PatternReport) -> (Vec<Value>, Vec<Value>) {
     let cores = rayon::current_num_threads();
+    let results = r
+        .runs
+        .iter()
+        .map(|r| {
+            json!({"ef": r.ef, "threads": r.threads, "recall": r.recall, "qps": r.qps,
+                   "p50_ms": ms(r.p50), "p95_ms": ms(r.p95), "p99_ms": ms(r.p99)})
+        })
+        .collect();
+    let batch = r
+        .batch
+        .iter()
+        .map(|(ef, qps)| json!({"ef": ef, "threads": cores, "qps": qps}))
+        .collect();
+    (results, batch)
+}
 
-    if args.json {
-        let results: Vec<_> = runs
-            .iter()
-            .map(|r| {
-                json!({"ef": r.ef, "threads": r.threads, "recall": r.recall, "qps": r.qps,
-                       "p50_ms": ms(r.p50), "p95_ms": ms(r.p95), "p99_ms": ms(r.p99)})
-            })
-            .collect();
-        let batch: Vec<_> = batch
-            .iter()
-            .map(|(ef, qps)| json!({"ef": ef, "threads": cores, "qps": qps}))
-            .collect();
-        say!(
-            "{}",
-            json!({
-                "rows": rows, "dim": db.dim(), "metric": db.metric().to_string(),
-                "m": args.m, "ef_construction": args.ef_construction, "k": args.k,
-                "queries": nq, "isa": format!("{:?}", quiver::kernels::select().isa()),
-                "reused": build_s.is_none(), "build_s": build_s, "open_ms": open_ms,
-                "peak_rss_bytes": peak, "bytes_on_disk": bytes_on_disk,
-                "bytes_per_vector": bytes_on_disk as f64 / rows.max(1) as f64,
-                "results": results, "batch": batch,
-            })
-        );
-        return Ok(Outcome::Done);
-    }
+fn pattern_json(r: &PatternReport) -> Value {
+    let (results, batch) = results_json(r);
+    let b = r.build.as_ref();
+    json!({
+        "pattern": r.pattern.name(), "rows": r.rows, "reused": b.is_none(),
+        "build_s": b.map(|b| b.secs), "operations": b.map(|b| b.operations),
+        "commits": b.map(|b| b.commits.len()), "commit_rows": r.pattern.commit_rows(),
+        "ingest_rows_per_s": b.map(|b| b.operations as f64 / b.secs),
+        "commit_p50_ms": b.map(|b| ms(b.commit_quantile(0.50))),
+        "commit_p99_ms": b.map(|b| ms(b.commit_quantile(0.99))),
+        "commit_max_ms": b.map(|b| ms(b.commit_max())),
+        "sealing_commits": b.map(|b| b.sealing_commits),
+        "segments": r.stats.segments, "growing_rows": r.stats.growing_rows,
+        "deleted_rows": r.stats.deleted_rows, "generation": r.stats.generation,
+        "merges": r.stats.merges, "merges_during_queries": r.merges_during_queries,
+        "merge_settle_ms": ms(r.merge_settle), "query_phase_ms": ms(r.query_phase),
+        "merging_during_queries": r.merging_during_queries,
+        "segments_settled": r.settled.segments, "deleted_rows_settled": r.settled.deleted_rows,
+        "truth": if r.exact_truth { "exact" } else { "gt" },
+        "open_ms": r.open_ms, "peak_rss_bytes": r.peak, "bytes_on_disk": r.bytes_on_disk,
+        "bytes_per_vector": r.bytes_on_disk as f64 / r.rows.max(1) as f64,
+        "results": results, "batch": batch,
+    })
+}
+
+fn print_pattern(args: &BenchArgs, dir: &Path, r: &PatternReport) -> std::io::Result<()> {
     say!(
-        "{rows} x {} {} vectors, {nq} queries, k {}, kernels {:?}",
-        db.dim(),
-        db.metric(),
-        args.k,
-        quiver::kernels::select().isa()
+        "pattern {}: {} x {} {} vectors, {} segments, {} growing rows, {} deleted rows",
+        r.pattern.name(),
+        r.rows,
+        r.dim,
+        r.metric,
+        r.stats.segments,
+        r.stats.growing_rows,
+        r.stats.deleted_rows
     );
-    match build_s {
-        Some(s) => say!(
-            "build {s:.2} s (m {}, ef_construction {})",
-            args.m,
-            args.ef_construction
-        ),
+    match &r.build {
+        Some(b) => {
+            say!(
+                "build {:.2} s (m {}, ef_construction {}): {} operations in {} commits, \
+                 {:.0} rows/s; commit p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+                 {} sealed; {} background merges",
+                b.secs,
+                args.m,
+                args.ef_construction,
+                b.operations,
+                b.commits.len(),
+                b.operations as f64 / b.secs,
+                ms(b.commit_quantile(0.50)),
+                ms(b.commit_quantile(0.99)),
+                ms(b.commit_max()),
+                b.sealing_commits,
+                r.stats.merges
+            );
+        }
         None => say!("reused the database in {}", dir.display()),
     }
     say!(
-        "open {open_ms:.2} ms, {:.0} bytes on disk per vector, peak RSS {}",
-        bytes_on_disk as f64 / rows.max(1) as f64,
-        peak.map_or("unknown".into(), |b| format!(
+        "open {:.2} ms, {:.0} bytes on disk per vector, peak RSS {}; ground truth {}; \
+         {}: merger idle after {:.0} ms of the queries' {:.0} ms, {} merges under them, \
+         then {} segments, {} deleted rows",
+        r.open_ms,
+        r.bytes_on_disk as f64 / r.rows.max(1) as f64,
+        r.peak.map_or("unknown".into(), |b| format!(
             "{:.0} MiB",
             b as f64 / 1_048_576.0
-        ))
+        )),
+        if r.exact_truth { "exact" } else { "--gt" },
+        if r.merging_during_queries {
+            "merging while the queries ran"
+        } else {
+            "no merge while the queries ran"
+        },
+        ms(r.merge_settle),
+        ms(r.query_phase),
+        r.merges_during_queries,
+        r.settled.segments,
+        r.settled.deleted_rows
     );
     say!(
         "    ef  threads  recall@{:<3}      QPS   p50 ms   p95 ms   p99 ms",
         args.k
     );
-    for r in &runs {
+    for r in &r.runs {
         say!(
             "{:>6}  {:>7}  {:>9.4}  {:>8.0}  {:>7.3}  {:>7.3}  {:>7.3}",
             r.ef,
@@ -350,8 +568,104 @@ pub fn run(args: &BenchArgs) -> CliResult {
             ms(r.p99)
         );
     }
-    for (ef, qps) in &batch {
+    let cores = rayon::current_num_threads();
+    for (ef, qps) in &r.batch {
         say!("{ef:>6}  batch {cores:>2}  search_batch {qps:>8.0} QPS");
     }
+    Ok(())
+}
+
+/// `quiver bench`.
+pub fn run(args: &BenchArgs) -> CliResult {
+    if args.k == 0 || args.ef.is_empty() {
+        return Err("-k and --ef must be at least 1".into());
+    }
+    let mut patterns: Vec<Pattern> = Vec::new();
+    for &p in &args.pattern {
+        if !patterns.contains(&p) {
+            patterns.push(p);
+        }
+    }
+    if patterns.is_empty() {
+        return Err("--pattern needs at least one of one, 10k, 100, churn".into());
+    }
+    let threads = args.threads.clone().unwrap_or_else(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        (1..=cores).collect()
+    });
+    if threads.contains(&0) {
+        return Err("--threads must be at least 1".into());
+    }
+    let _cleanup;
+    let root = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let dir = std::env::temp_dir().join(format!("quiver-bench-{}", std::process::id()));
+            _cleanup = RemoveOnDrop(dir.clone());
+            dir
+        }
+    };
+    let mut reader = VectorReader::open(&args.queries, None)?;
+    let qdim = reader.dim();
+    let mut queries = reader.read_all()?.vectors;
+    if queries.is_empty() {
+        return Err(format!("{}: no queries", args.queries.display()).into());
+    }
+    if let Some(max) = args.max_queries {
+        queries.truncate(max.max(1) * qdim);
+    }
+    let nq = queries.len() / qdim;
+    let file_truth = match &args.gt {
+        Some(gt) => Some(file_truth(gt, nq, args.k)?),
+        None => None,
+    };
+    let mut inputs = Inputs {
+        queries,
+        nq,
+        file_truth,
+        base: None,
+        threads,
+    };
+    if !args.json {
+        say!(
+            "{nq} queries of {qdim} dimensions, k {}, kernels {:?}",
+            args.k,
+            quiver::kernels::select().isa()
+        );
+    }
+    let mut reports = Vec::new();
+    for &pattern in &patterns {
+        let dir = if patterns.len() == 1 {
+            root.clone()
+        } else {
+            root.join(pattern.name())
+        };
+        // A temporary pattern directory goes as soon as it is measured.
+        let _gone = args.dir.is_none().then(|| RemoveOnDrop(dir.clone()));
+        let report = run_pattern(args, pattern, &dir, &mut inputs)?;
+        if !args.json {
+            print_pattern(args, &dir, &report)?;
+        }
+        reports.push(report);
+    }
+    if !args.json {
+        return Ok(Outcome::Done);
+    }
+    let first = &reports[0];
+    let (results, batch) = results_json(first);
+    say!(
+        "{}",
+        json!({
+            "rows": first.rows, "dim": first.dim, "metric": first.metric.to_string(),
+            "m": args.m, "ef_construction": args.ef_construction, "k": args.k,
+            "queries": nq, "isa": format!("{:?}", quiver::kernels::select().isa()),
+            "reused": first.build.is_none(), "build_s": first.build.as_ref().map(|b| b.secs),
+            "open_ms": first.open_ms, "peak_rss_bytes": first.peak,
+            "bytes_on_disk": first.bytes_on_disk,
+            "bytes_per_vector": first.bytes_on_disk as f64 / first.rows.max(1) as f64,
+            "results": results, "batch": batch, "seed": args.seed,
+            "patterns": reports.iter().map(pattern_json).collect::<Vec<_>>(),
+        })
+    );
     Ok(Outcome::Done)
 }

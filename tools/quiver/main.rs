@@ -15,6 +15,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod bench_build;
 mod commands;
 mod compact;
 mod demo;
