@@ -4,8 +4,12 @@
 use quiver::{Database, Error, Metric, Options};
 use std::path::{Path, PathBuf};
 
+/// No background merger: each case damages one file of a fixed layout, and
+/// a merge would replace the damaged segment under the check.
 fn options() -> Options {
-    Options::new(4, Metric::L2).growing_threshold(8)
+    Options::new(4, Metric::L2)
+        .growing_threshold(8)
+        .auto_merge(false)
 }
 
 /// A database with one sealed segment of 16 rows; returns its column file.
@@ -251,6 +255,7 @@ fn sweep_options() -> Options {
         .growing_threshold(40)
         .m(4)
         .ef_construction(32)
+        .auto_merge(false)
 }
 
 /// What one vector id holds in the model: its vector and payload.

@@ -1,13 +1,16 @@
 //! Kill tests: a child process commits in a loop, compacting every eighth
-//! generation, and reports each generation it completed; the parent SIGKILLs it at random moments, reopens the directory
-//! and compares it with a model replayed from the same deterministic workload.
+//! generation, while its background merger merges the segments the commits
+//! seal, and reports each generation it completed; the parent SIGKILLs it at
+//! random moments, reopens the directory and compares it with a model
+//! replayed from the same deterministic workload.
 //!
 //! Every reported commit must be present and exact, the interrupted one all or
 //! nothing, and every checksum must verify. `QUIVER_CRASH_ITERS` sets the
 //! number of kills (default 1,000; `QUIVER_CRASH_ITERS=10000` is the long run).
 //! What the reopen cleans up tells where each kill landed (while writing a
 //! file, between its sync and the manifest commit, after a commit retired
-//! segments); the counts are printed.
+//! segments, while a background merge had written files no commit names);
+//! the counts are printed.
 
 mod common;
 
@@ -24,9 +27,25 @@ const ID_SPACE: u64 = 400;
 const CHILD_ENV: &str = "QUIVER_CRASH_CHILD_DIR";
 const CHILD_LOG_ENV: &str = "QUIVER_CRASH_CHILD_LOG";
 
+/// A small growing threshold, so that kills land in seals, merges and
+/// retirements too.
+const THRESHOLD: usize = 40;
+
 fn options() -> Options {
-    // A small threshold so that kills land in seals and retirements too.
-    Options::new(DIM, Metric::L2).growing_threshold(40)
+    Options::new(DIM, Metric::L2).growing_threshold(THRESHOLD)
+}
+
+/// The row count in the header of each column file in `dir` (bytes 24..32).
+fn column_rows(dir: &Path) -> BTreeMap<String, u64> {
+    file_names(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".col"))
+        .filter_map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).ok()?;
+            let rows = u64::from_le_bytes(bytes.get(24..32)?.try_into().ok()?);
+            Some((n, rows))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,10 +198,21 @@ struct Phases {
     after_commit: u64,
     /// The generation after the one found is a compaction.
     compacting: u64,
+    /// Segment files no commit named although no commit or compaction was
+    /// in flight: a background merge was writing them or about to switch.
+    merging: u64,
 }
 
 impl Phases {
-    fn count(&mut self, before: &BTreeSet<String>, after: &BTreeSet<String>, found: u64) {
+    /// `rows` holds the row count of each column file before the reopen.
+    fn count(
+        &mut self,
+        before: &BTreeSet<String>,
+        after: &BTreeSet<String>,
+        rows: &BTreeMap<String, u64>,
+        found: u64,
+        reported: u64,
+    ) {
         let id = |name: &str| {
             let hex = name.strip_prefix("seg-")?.split('.').next()?;
             u64::from_str_radix(hex, 16).ok()
@@ -200,8 +230,24 @@ impl Phases {
         {
             self.after_commit += 1;
         }
-        if (found + 1).is_multiple_of(COMPACT_EVERY) {
+        let compacting = (found + 1).is_multiple_of(COMPACT_EVERY);
+        if compacting {
             self.compacting += 1;
+        }
+        // A commit writes a segment of at most `growing_threshold` rows (a
+        // sealed growing segment) or of exactly its own upserts (a large
+        // batch); a removed column file of any other size that no commit or
+        // compaction was writing is a background merge's.
+        let next = commits_in(found + 1);
+        let batch = commit_ops(next, &Model::new()).0.len();
+        let merged = removed.iter().any(|n| {
+            n.ends_with(".col")
+                && rows
+                    .get(*n)
+                    .is_some_and(|&r| r > THRESHOLD as u64 && r != batch as u64)
+        });
+        if merged && found == reported && !compacting {
+            self.merging += 1;
         }
     }
 }
@@ -243,8 +289,9 @@ fn killed_writer_loses_no_reported_commit_and_shows_no_partial_one() {
             // A commit found durable after the last kill counts as reported.
             .max(generation);
         let before = file_names(&dir);
+        let rows = column_rows(&dir);
         let found = check(&dir, reported);
-        phases.count(&before, &file_names(&dir), found);
+        phases.count(&before, &file_names(&dir), &rows, found, reported);
         if found > reported {
             interrupted_commits += 1;
         }
@@ -253,9 +300,11 @@ fn killed_writer_loses_no_reported_commit_and_shows_no_partial_one() {
     eprintln!(
         "{iterations} kills, {generation} generations, {interrupted_commits} durable but unreported; \
          kills that left: {} partly written files (.tmp), {} synced files no commit named, \
-         {} files of segments a commit had retired; {} kills with a compaction next",
-        phases.writing, phases.before_commit, phases.after_commit, phases.compacting
+         {} files of segments a commit had retired; {} kills with a compaction next; \
+         {} with a background merge's files unnamed",
+        phases.writing, phases.before_commit, phases.after_commit, phases.compacting, phases.merging
     );
+    assert!(phases.merging > 0, "no kill landed in a background merge");
     assert!(
         generation > iterations,
         "the child made too few commits to test anything"
