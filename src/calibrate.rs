@@ -20,13 +20,21 @@
 //! Queries from another distribution than the data's (say, around other
 //! centres) get less; they need an explicit `ef` or a higher target.
 //!
+//! Recall is measured at several depths `j` (how many of the query's `j`
+//! nearest rows in the segment the `k`-result search finds): a segment with
+//! a share `p` of the rows holds about `k·p` of a query's `k` nearest, its
+//! own nearest ones, so a small segment (the growing one, a recent seal)
+//! is searched with the `ef` that finds its top `⌈k·p⌉ + 1` (less effort),
+//! and the largest with the one that finds its top `k`.
+//!
 //! ```text
 //! calibration record (manifest table `calibration`, segment id -> bytes)
 //! offset  size  field
 //!      0     1  version        u8 = 1
 //!      1     1  points         u8, n ≤ 32
-//!      2   4·n  point i        ef u16, recall u16 (× 1/65535)
-//!  2+4n     4  crc32           of bytes [0, 2+4n)
+//!      2     1  depths         u8, d = 5: recall at depths 1, 2, 3, 5, 10
+//!      3  n·(2+2d)  point i    ef u16, then d recalls u16 (× 1/65535)
+//!  3+n(2+2d)  4  crc32          of every byte before it
 //! ```
 
 use crate::bitset::Bitset;
@@ -46,6 +54,13 @@ pub const DEFAULT_TARGET_RECALL: f64 = 0.93;
 /// The `ef` values measured.
 const LADDER: [u16; 14] = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 256];
 
+/// The depths `j` whose recall is measured: how many of a query's `j`
+/// nearest rows in the segment its `k`-result search finds. A segment that
+/// holds a share `p` of a database's rows holds about `k·p` of a query's
+/// `k` nearest, and those are its own nearest: it needs recall at that
+/// depth, not at `k` (see [`depth_for_share`]).
+const DEPTHS: [usize; 5] = [1, 2, 3, 5, 10];
+
 /// Rows sampled as queries: up to 200, fewer on large segments, so that the
 /// exact scans cost at most about 20 million distances.
 fn sample_size(live: usize) -> usize {
@@ -54,17 +69,29 @@ fn sample_size(live: usize) -> usize {
 
 const VERSION: u8 = 1;
 
-/// A segment's measured recall at each `ef` of the ladder.
+/// A segment's measured recall at each `ef` of the ladder, per depth.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Calibration {
-    points: Vec<(u16, f32)>,
+    /// (ef, recall at each of [`DEPTHS`]).
+    points: Vec<(u16, [f32; DEPTHS.len()])>,
+}
+
+/// The depth whose recall a segment holding `share` of the live rows needs
+/// for a `k`-nearest search: its expected part of the `k` nearest, plus one.
+pub(crate) fn depth_for_share(k: usize, share: f64) -> usize {
+    let expected = (k.min(CALIBRATION_K) as f64 * share.clamp(0.0, 1.0)).ceil() as usize;
+    (expected + 1).min(CALIBRATION_K)
 }
 
 impl Calibration {
-    /// The smallest `ef` whose measured recall reaches `target`; past the
-    /// curve, twice its largest `ef` per missing hundredth, up to 4× it.
-    pub(crate) fn ef_for(&self, target: f64) -> usize {
-        match self.points.iter().find(|p| f64::from(p.1) >= target) {
+    /// The smallest `ef` whose measured recall at `depth` (rounded up to a
+    /// measured depth) reaches `target`; past the curve, 4× its largest `ef`.
+    pub(crate) fn ef_for(&self, target: f64, depth: usize) -> usize {
+        let d = DEPTHS
+            .iter()
+            .position(|&d| d >= depth)
+            .unwrap_or(DEPTHS.len() - 1);
+        match self.points.iter().find(|p| f64::from(p.1[d]) >= target) {
             Some(p) => usize::from(p.0),
             None => {
                 let last = self.points.last().map_or(256, |p| usize::from(p.0));
@@ -74,10 +101,12 @@ impl Calibration {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut b = vec![VERSION, self.points.len() as u8];
-        for &(ef, r) in &self.points {
+        let mut b = vec![VERSION, self.points.len() as u8, DEPTHS.len() as u8];
+        for (ef, recalls) in &self.points {
             b.extend(ef.to_le_bytes());
-            b.extend(((r.clamp(0.0, 1.0) * 65535.0).round() as u16).to_le_bytes());
+            for r in recalls {
+                b.extend(((r.clamp(0.0, 1.0) * 65535.0).round() as u16).to_le_bytes());
+            }
         }
         let crc = crc32fast::hash(&b);
         b.extend(crc.to_le_bytes());
@@ -86,27 +115,35 @@ impl Calibration {
 
     /// Decodes a record; `Err` says what is wrong.
     pub(crate) fn decode(b: &[u8]) -> std::result::Result<Calibration, String> {
-        let n = usize::from(*b.get(1).ok_or("calibration record is truncated")?);
-        if b.first() != Some(&VERSION) {
-            return Err(format!("calibration record of version {:?}", b.first()));
+        if b.len() < 3 {
+            return Err("calibration record is truncated".into());
         }
-        if b.len() != 2 + 4 * n + 4 || n > 32 {
+        if b[0] != VERSION {
+            return Err(format!("calibration record of version {}", b[0]));
+        }
+        let (n, depths) = (usize::from(b[1]), usize::from(b[2]));
+        let point = 2 + 2 * depths;
+        if depths != DEPTHS.len() || n > 32 || b.len() != 3 + point * n + 4 {
             return Err(format!(
-                "calibration record of {} bytes for {n} points",
+                "calibration record of {} bytes for {n} points of {depths} depths",
                 b.len()
             ));
         }
-        let body = &b[..2 + 4 * n];
-        let crc = u32::from_le_bytes([b[2 + 4 * n], b[3 + 4 * n], b[4 + 4 * n], b[5 + 4 * n]]);
+        let body = &b[..3 + point * n];
+        let at = body.len();
+        let crc = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         if crc32fast::hash(body) != crc {
             return Err("calibration record checksum mismatch".into());
         }
-        let points = body[2..]
-            .chunks_exact(4)
+        let u16_at = |c: &[u8], i: usize| u16::from_le_bytes([c[i], c[i + 1]]);
+        let points = body[3..]
+            .chunks_exact(point)
             .map(|c| {
-                let ef = u16::from_le_bytes([c[0], c[1]]);
-                let r = f32::from(u16::from_le_bytes([c[2], c[3]])) / 65535.0;
-                (ef, r)
+                let mut recalls = [0.0; DEPTHS.len()];
+                for (d, r) in recalls.iter_mut().enumerate() {
+                    *r = f32::from(u16_at(c, 2 + 2 * d)) / 65535.0;
+                }
+                (u16_at(c, 0), recalls)
             })
             .collect();
         Ok(Calibration { points })
@@ -131,6 +168,7 @@ pub(crate) fn calibrate(seg: &Segment, deleted: &Bitset, scorer: Scorer) -> Opti
     let samples: Vec<u32> = (0..sample_size(live.len()))
         .map(|_| live[(rng.next_u64() % live.len() as u64) as usize])
         .collect();
+    // Per sample: for each ef, how many of the j nearest were found, per depth.
     let per_sample = |s: u32| -> Vec<usize> {
         let q = seg.row(s as usize);
         let mut exact = TopK::new(CALIBRATION_K + 1);
@@ -144,42 +182,50 @@ pub(crate) fn calibrate(seg: &Segment, deleted: &Bitset, scorer: Scorer) -> Opti
             .filter(|&r| r != u64::from(s))
             .take(CALIBRATION_K)
             .collect();
-        LADDER
-            .iter()
-            .map(|&ef| {
-                let hits = graph::with_visited(graph.len(), |visited| {
-                    graph::search(
-                        &graph::Hiding {
-                            links: &graph,
-                            hidden: s,
-                        },
-                        &rows,
-                        &dist,
-                        q,
-                        CALIBRATION_K,
-                        usize::from(ef),
-                        &skip,
-                        visited,
-                    )
-                });
-                hits.iter()
-                    .filter(|&&(_, r)| r != s && truth.contains(&u64::from(r)))
-                    .count()
-            })
-            .collect()
+        let mut found = Vec::with_capacity(LADDER.len() * DEPTHS.len());
+        for &ef in &LADDER {
+            let hits = graph::with_visited(graph.len(), |visited| {
+                graph::search(
+                    &graph::Hiding {
+                        links: &graph,
+                        hidden: s,
+                    },
+                    &rows,
+                    &dist,
+                    q,
+                    CALIBRATION_K,
+                    usize::from(ef),
+                    &skip,
+                    visited,
+                )
+            });
+            for &depth in &DEPTHS {
+                let nearest = &truth[..depth.min(truth.len())];
+                found.push(
+                    hits.iter()
+                        .filter(|&&(_, r)| nearest.contains(&u64::from(r)))
+                        .count(),
+                );
+            }
+        }
+        found
     };
     let found = samples.par_iter().map(|&s| per_sample(s)).reduce(
-        || vec![0; LADDER.len()],
+        || vec![0; LADDER.len() * DEPTHS.len()],
         |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
     );
-    let total = (samples.len() * CALIBRATION_K) as f32;
-    Some(Calibration {
-        points: LADDER
-            .iter()
-            .zip(found)
-            .map(|(&ef, f)| (ef, f as f32 / total))
-            .collect(),
-    })
+    let points = LADDER
+        .iter()
+        .enumerate()
+        .map(|(i, &ef)| {
+            let mut recalls = [0.0; DEPTHS.len()];
+            for (d, r) in recalls.iter_mut().enumerate() {
+                *r = found[i * DEPTHS.len() + d] as f32 / (samples.len() * DEPTHS[d]) as f32;
+            }
+            (ef, recalls)
+        })
+        .collect();
+    Some(Calibration { points })
 }
 
 #[cfg(test)]
@@ -187,15 +233,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_small_share_needs_a_shallow_depth() {
+        assert_eq!(depth_for_share(10, 1.0), 10);
+        assert_eq!(depth_for_share(10, 0.8), 9);
+        assert_eq!(depth_for_share(10, 0.2), 3);
+        assert_eq!(depth_for_share(10, 0.0), 1);
+        assert_eq!(depth_for_share(100, 0.5), 6);
+    }
+
+    #[test]
     fn a_record_round_trips_and_damage_is_refused() {
         let c = Calibration {
-            points: vec![(10, 0.5), (32, 0.96), (64, 0.99)],
+            points: vec![
+                (10, [0.9, 0.8, 0.7, 0.6, 0.5]),
+                (32, [0.99, 0.99, 0.98, 0.97, 0.96]),
+                (64, [1.0, 1.0, 1.0, 0.99, 0.99]),
+            ],
         };
         let b = c.encode();
         let back = Calibration::decode(&b).unwrap();
-        assert_eq!(back.ef_for(0.95), 32);
-        assert_eq!(back.ef_for(0.4), 10);
-        assert_eq!(back.ef_for(0.999), 256);
+        assert_eq!(back.ef_for(0.95, 10), 32);
+        assert_eq!(back.ef_for(0.4, 10), 10);
+        assert_eq!(back.ef_for(0.999, 10), 256);
+        assert_eq!(back.ef_for(0.85, 1), 10);
+        assert_eq!(back.ef_for(0.85, 2), 32);
         for i in 0..b.len() {
             let mut bad = b.clone();
             bad[i] ^= 1;

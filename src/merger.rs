@@ -43,37 +43,37 @@ pub(crate) struct Merger {
 }
 
 impl Merger {
-    /// Starts the merger thread of `inner` (or none if `auto_merge` is off).
+    /// Starts the merger thread of `inner`. With `auto_merge` off it only
+    /// reclaims what readers let go of (so that retired files still go
+    /// once their last snapshot is dropped).
     pub(crate) fn start(inner: Arc<DbInner>) -> Result<Merger> {
         let cancel = Arc::new(AtomicBool::new(false));
         let error: Arc<Mutex<Option<Error>>> = Arc::default();
-        let thread = if inner.options.auto_merge {
-            let (db, stop, err) = (inner.clone(), cancel.clone(), error.clone());
+        let (db, stop, err) = (inner.clone(), cancel.clone(), error.clone());
+        if inner.options.auto_merge {
             inner.merge_work.set_running(true);
-            let spawned = std::thread::Builder::new()
-                .name("quiver-merger".into())
-                .spawn(move || match merge_pool() {
-                    // The merger's graph work runs on a pool of its own:
-                    // on the global pool, a commit's parallel graph inserts
-                    // would queue behind a merge's.
-                    Ok(pool) => pool.install(|| run(&db, &stop, &err)),
-                    Err(_) => run(&db, &stop, &err),
-                });
-            match spawned {
-                Ok(handle) => Some(handle),
-                Err(e) => {
-                    inner.merge_work.set_running(false);
-                    return Err(Error::io(&inner.dir, e));
-                }
+        }
+        let spawned = std::thread::Builder::new()
+            .name("quiver-merger".into())
+            .spawn(move || match merge_pool() {
+                // The merger's graph work runs on a pool of its own: on the
+                // global pool, a commit's parallel graph inserts would queue
+                // behind a merge's.
+                Ok(pool) => pool.install(|| run(&db, &stop, &err)),
+                Err(_) => run(&db, &stop, &err),
+            });
+        let thread = match spawned {
+            Ok(handle) => handle,
+            Err(e) => {
+                inner.merge_work.set_running(false);
+                return Err(Error::io(&inner.dir, e));
             }
-        } else {
-            None
         };
         inner.merge_work.notify();
         Ok(Merger {
             inner,
             cancel,
-            thread: Mutex::new(thread),
+            thread: Mutex::new(Some(thread)),
             error,
         })
     }
@@ -142,6 +142,7 @@ fn run(db: &DbInner, cancel: &AtomicBool, error: &Mutex<Option<Error>>) {
         match db.merge_work.wait_for_work(IDLE_WAKE) {
             Wake::Stop => break,
             Wake::Idle => db.published.reclaim(),
+            Wake::Work if !db.options.auto_merge => db.published.reclaim(),
             Wake::Work => loop {
                 if cancel.load(Ordering::Acquire) {
                     break;
@@ -161,7 +162,9 @@ fn run(db: &DbInner, cancel: &AtomicBool, error: &Mutex<Option<Error>>) {
             },
         }
     }
-    db.merge_work.set_running(false);
+    if db.options.auto_merge {
+        db.merge_work.set_running(false);
+    }
 }
 
 /// Runs one merge if the policy picks one; returns whether it did.

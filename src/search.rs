@@ -103,7 +103,7 @@ pub(crate) fn search_with(
     let ef = |s| {
         params
             .ef
-            .unwrap_or_else(|| state.ef_for(s, params.target_recall))
+            .unwrap_or_else(|| state.ef_for(s, params.k, params.target_recall))
             .max(params.k)
     };
     let mut top = TopK::new(params.k);

@@ -2,7 +2,7 @@
 //! once published; a commit or a merge builds the next one from it.
 
 use crate::bitset::Bitset;
-use crate::calibrate::{Calibration, DEFAULT_TARGET_RECALL};
+use crate::calibrate::{depth_for_share, Calibration, DEFAULT_TARGET_RECALL};
 use crate::growing::GrowingView;
 use crate::manifest::{Reader, State};
 use crate::options::{Metric, Scorer, DEFAULT_EF_SEARCH};
@@ -106,9 +106,11 @@ impl SnapshotState {
         }
     }
 
-    /// The `ef` that reaches `target` recall on segment `s`: its calibrated
-    /// one, or the database's default before it is calibrated.
-    pub(crate) fn ef_for(&self, s: Option<&SealedView>, target: Option<f64>) -> usize {
+    /// The `ef` of a `k`-nearest search on segment `s` (`None`: the
+    /// growing segment) that reaches `target` recall: from the segment's
+    /// calibration at the depth its share of the rows needs, or the
+    /// database's default before it is calibrated.
+    pub(crate) fn ef_for(&self, s: Option<&SealedView>, k: usize, target: Option<f64>) -> usize {
         let calibration = match s {
             Some(s) => s.calibration.as_deref(),
             // The growing segment: as the largest calibrated segment.
@@ -119,9 +121,14 @@ impl SnapshotState {
                 .max_by_key(|s| s.live)
                 .and_then(|s| s.calibration.as_deref()),
         };
+        let live = s.map_or(self.growing.live, |s| s.live);
+        let share = live as f64 / self.len().max(1) as f64;
         match (self.ef_search, calibration, target) {
             (Some(ef), _, None) => ef,
-            (_, Some(c), target) => c.ef_for(target.unwrap_or(DEFAULT_TARGET_RECALL)),
+            (_, Some(c), target) => c.ef_for(
+                target.unwrap_or(DEFAULT_TARGET_RECALL),
+                depth_for_share(k, share),
+            ),
             (_, None, _) => self.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
         }
     }
