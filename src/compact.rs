@@ -395,8 +395,7 @@ impl Writer {
             progress(done, total);
         }
         update.state = state;
-        db.manifest.commit(&[], |_| Ok(update))?;
-        let reader = db.manifest.reader()?;
+        let reader = db.commit_manifest(update)?;
 
         let removed: HashSet<u64> = planned.iter().flat_map(|p| p.from.clone()).collect();
         let mut segments: Vec<SealedView> = Vec::with_capacity(base.segments.len());

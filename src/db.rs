@@ -104,8 +104,12 @@ impl Database {
     ///
     /// A new database stores `options.dim()` and `options.metric()`; reopening
     /// checks that they match. Opening maps the column files and checks their
-    /// headers; nothing is rebuilt, so it costs milliseconds however large the
-    /// database. The handle holds an OS lock on `dir/LOCK` until it is dropped.
+    /// headers; no sealed segment's graph is rebuilt, so it costs
+    /// milliseconds however large the database. Only the growing segment's
+    /// in-memory graph is rebuilt from its rows (at most
+    /// [`Options::growing_threshold`] of them, in parallel). The handle holds
+    /// an OS lock on `dir/LOCK` until it is dropped, and runs a background
+    /// merger thread until its last clone is dropped.
     ///
     /// # Errors
     /// - [`Error::InvalidOptions`]: dimension 0 or too large.

@@ -5,7 +5,8 @@
 use crate::fs::{LockGuard, Vfs};
 use crate::graph::GraphParams;
 use crate::kernels::Kernels;
-use crate::manifest::Manifest;
+use crate::error::Result;
+use crate::manifest::{Manifest, Reader, Update};
 use crate::options::{Metric, Options, Scorer};
 use crate::publish::Published;
 use crate::query_stats::QueryStats;
@@ -104,6 +105,21 @@ impl DbInner {
     /// A segment id no other segment of this database has or will get.
     pub(crate) fn reserve_segment_id(&self) -> u64 {
         self.next_segment_id.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Commits `update` to the manifest and opens a read transaction on the
+    /// result, for the state to publish. Any failure marks the database
+    /// failed: the manifest may hold the commit while the published state
+    /// does not, so nothing may commit again until it is reopened.
+    pub(crate) fn commit_manifest(&self, update: Update<'_>) -> Result<Reader> {
+        let committed = self
+            .manifest
+            .commit(&[], |_| Ok(update))
+            .and_then(|()| self.manifest.reader());
+        if committed.is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
+        committed
     }
 
     /// Closes everything but the manifest and the directory lock, for a

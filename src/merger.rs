@@ -250,13 +250,9 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
         state,
         ..Update::default()
     };
-    if let Err(e) = db.manifest.commit(&[], |_| Ok(update)) {
-        // As after a failed commit: the manifest may or may not hold the
-        // switch, so refuse further commits until reopened.
-        db.failed.store(true, Ordering::Release);
-        return Err(e);
-    }
-    let reader = db.manifest.reader()?;
+    // On failure the manifest may or may not hold the switch: as after a
+    // failed commit, the database refuses further commits until reopened.
+    let reader = db.commit_manifest(update)?;
     let mut segments: Vec<SealedView> = Vec::with_capacity(current.segments.len());
     for view in &current.segments {
         if inputs.contains(&view.segment.id()) {
@@ -303,11 +299,7 @@ fn calibrate_once(db: &DbInner, tried: &mut HashSet<u64>) -> Result<bool> {
         state: current.state,
         ..Update::default()
     };
-    if let Err(e) = db.manifest.commit(&[], |_| Ok(update)) {
-        db.failed.store(true, Ordering::Release);
-        return Err(e);
-    }
-    let reader = db.manifest.reader()?;
+    let reader = db.commit_manifest(update)?;
     let curve = Arc::new(curve);
     let segments = current
         .segments

@@ -274,8 +274,7 @@ impl Writer {
             .collect::<Result<Vec<_>>>()?;
         let plan = plan_commit(db, &base, &ids, &before, &upserts)?;
         let update = plan.update(&upserts);
-        db.manifest.commit(&[], |_| Ok(update))?;
-        let reader = db.manifest.reader()?;
+        let reader = db.commit_manifest(update)?;
         let info = CommitInfo {
             generation: plan.state.generation,
             upserted: upserts.len(),

@@ -122,11 +122,14 @@ def summarise(runs):
 
 
 def at_target(cells, floor=0.95):
-    """QPS at the lowest ef whose recall reaches `floor`, and that ef."""
-    for ef in sorted(cells):
-        if cells[ef]["recall"] >= floor:
-            return cells[ef]["qps"], ef
-    return None, None
+    """The highest QPS among the efs whose recall reaches `floor`, and that
+    ef (0: Quiver's default, each segment's calibrated ef)."""
+    ok = [(c["qps"], ef) for ef, c in cells.items() if c["recall"] >= floor]
+    return max(ok) if ok else (None, None)
+
+
+def ef_name(ef):
+    return "auto" if ef == 0 else str(ef)
 
 
 def svg_plot(summary, title):
@@ -161,7 +164,7 @@ def svg_plot(summary, title):
                  f'stroke="#999" stroke-dasharray="4 3"/>')
     for i, (name, s) in enumerate(summary.items()):
         colour = COLOURS.get(name, "black")
-        pts = [(sx(c["recall"]), sy(c["qps"])) for _, c in sorted(s["ef"].items())]
+        pts = [(sx(c["recall"]), sy(c["qps"])) for c in sorted(s["ef"].values(), key=lambda c: c["recall"])]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
                      + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
         parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in pts]
@@ -210,7 +213,7 @@ def section(name, runs, out_dir):
              f"ef_construction {runs[0]['ef_construction']}; medians of {len(runs)} runs.", "",
              f"![recall against QPS]({svg})", "",
              f"Recall@10 / queries per second ({how}):", "",
-             "| system | " + " | ".join(f"ef {ef}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
+             "| system | " + " | ".join(f"ef {ef_name(ef)}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
     for sys_name, s in summary.items():
         lines.append(f"| {sys_name} | " + " | ".join(
             f"{s['ef'][ef]['recall']:.3f} / {s['ef'][ef]['qps']:,.0f}" if ef in s["ef"] else "" for ef in efs) + " |")
@@ -221,7 +224,7 @@ def section(name, runs, out_dir):
                  "binding takes longer on average than a query of the library's C/C++ loop by "
                  + ", ".join(f"{n} {v:.1f} us" for n, v in overhead.items()) + " (medians over efs and runs)" if noop is not None
                  and overhead else "") + "):", "",
-              "| system | " + " | ".join(f"ef {ef}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
+              "| system | " + " | ".join(f"ef {ef_name(ef)}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
     for sys_name, s in summary.items():
         lines.append(f"| {sys_name} | " + " | ".join(
             f"{s['ef'][ef]['p50_ms']:.3f} / {s['ef'][ef]['p99_ms']:.3f}" if ef in s["ef"] else "" for ef in efs) + " |")
@@ -348,7 +351,7 @@ def steady_section(name, runs):
                 f"{f('growing_rows'):,.0f} | {ingest} | {commit} | {merger} | ")
         if qps:
             c = qc[p][ef]
-            lines.append(head + f"{ef} | {c['recall']:.3f} | {qps:,.0f} | {c['p50_ms']:.3f} / {c['p99_ms']:.3f} "
+            lines.append(head + f"{ef_name(ef)} | {c['recall']:.3f} | {qps:,.0f} | {c['p50_ms']:.3f} / {c['p99_ms']:.3f} "
                          f"| {vs_peer} | {vs_one} |")
         else:
             lines.append(head + "not reached | | | | n/a | n/a |")
@@ -377,6 +380,25 @@ def steady_section(name, runs):
               ""]
     if ratio_notes:
         lines += ["Against the best peer, run by run: " + "; ".join(ratio_notes) + ".", ""]
+    settled_rows = []
+    for p in order:
+        pats = [x for x in per_pattern[p] if x.get("settled_results")]
+        if not pats:
+            continue
+        sc = median_cells([cells({x["ef"]: x for x in q["settled_results"] if x["threads"] == 1})
+                           for q in pats])
+        qps, ef = at_target(sc)
+        b = best[p == "churn"]
+        segs = med(x.get("segments_settled") for x in pats)
+        if qps:
+            settled_rows.append(f"| {PATTERN_TITLES.get(p, p)} | {segs:.0f} | {ef_name(ef)} | "
+                                f"{sc[ef]['recall']:.3f} | {qps:,.0f} | "
+                                + (f"{qps / b[1]:.2f}x ({b[0]})" if b else "n/a") + " | "
+                                + (f"{qps / base_qps:.2f}x" if base_qps else "n/a") + " |")
+    if settled_rows:
+        lines += ["Once the merger went idle (`Database::wait_for_merges`), the same queries again:", "",
+                  "| pattern | segments | ef at recall >= 0.95 | recall@10 | QPS | vs best peer | vs (a) |",
+                  "|---|---|---|---|---|---|---|"] + settled_rows + [""]
     hn = [(r["rows"], r["systems"]["hnswlib"]) for r in runs if "hnswlib" in r["systems"]]
     one_go = med(rows / h["build_s"] for rows, h in hn)
     batches = med(h.get("ingest_batch_rows_per_s") for _, h in hn)
@@ -392,7 +414,7 @@ def steady_section(name, runs):
               f"| {num(batches)} | {ratio(q_100, batches)} |", ""]
     efs = sorted({ef for p in order for ef in qc[p]})
     lines += ["Recall@10 / QPS per ef, one thread:", "",
-              "| build | " + " | ".join(f"ef {ef}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
+              "| build | " + " | ".join(f"ef {ef_name(ef)}" for ef in efs) + " |", "|---|" + "---|" * len(efs)]
     rows = [(f"Quiver {PATTERN_TITLES.get(p, p).split(':')[0]}", qc[p]) for p in order]
     rows += [(f"{peer}, one go", peer_cells(peer, False)) for peer in peers]
     if final_rows:

@@ -151,6 +151,8 @@ struct PatternReport {
     peak: Option<u64>,
     bytes_on_disk: u64,
     runs: Vec<Run>,
+    /// The same passes once the merger went idle, if it was working.
+    settled_runs: Option<Vec<Run>>,
     batch: Vec<(usize, f64)>,
 }
 
@@ -308,13 +310,18 @@ fn query_passes(db: &Database, args: &BenchArgs, inputs: &Inputs) -> quiver::Res
     let began = Instant::now();
     let queries = &inputs.queries;
     let bar = progress(
-        (args.ef.len() * (inputs.threads.len() + 1)) as u64,
+        ((args.ef.len() + 1) * (inputs.threads.len() + 1)) as u64,
         "  measuring {wide_bar} {pos}/{len}",
     );
     let mut passes = Vec::new();
     let mut batch = Vec::new();
-    for &ef in &args.ef {
-        let params = SearchParams::new(args.k).ef(ef);
+    // ef 0 stands for the database's default: no ef, so that each segment
+    // uses its calibrated one.
+    for ef in std::iter::once(0).chain(args.ef.iter().copied()) {
+        let params = match ef {
+            0 => SearchParams::new(args.k),
+            ef => SearchParams::new(args.k).ef(ef),
+        };
         // One untimed pass warms the page cache and the visited sets.
         measure(db, queries, &params, 1)?;
         for &t in &inputs.threads {
@@ -329,6 +336,15 @@ fn query_passes(db: &Database, args: &BenchArgs, inputs: &Inputs) -> quiver::Res
     bar.finish_and_clear();
     let phase = began.elapsed();
     Ok((passes, batch, phase, db.stats()?))
+}
+
+/// Whether the merger worked while the queries ran: it merged, changed the
+/// state, or took longer than [`MERGER_BUSY`] to go idle.
+fn merging_state(before: &quiver::Stats, after: &quiver::Stats, settle: Duration) -> bool {
+    after.merges > before.merges
+        || after.generation != before.generation
+        || after.segments != before.segments
+        || settle > MERGER_BUSY
 }
 
 /// Builds (or reuses) the database of `pattern` in `dir` and measures it.
@@ -388,11 +404,15 @@ fn run_pattern(
     });
     let (passes, batch, query_phase, after) = queried?;
     let settled = db.stats()?;
+    // Once the merger is idle: the same passes again on the settled state,
+    // if the merger changed it.
+    let settled_passes = if merging_state(&stats, &after, merge_settle) {
+        Some(query_passes(&db, args, inputs)?.0)
+    } else {
+        None
+    };
     let merges_during_queries = after.merges.saturating_sub(stats.merges);
-    let merging_during_queries = merges_during_queries > 0
-        || after.generation != stats.generation
-        || after.segments != stats.segments
-        || merge_settle > MERGER_BUSY;
+    let merging_during_queries = merging_state(&stats, &after, merge_settle);
 
     let exact_truth = pattern == Pattern::Churn || inputs.file_truth.is_none();
     let exact;
@@ -410,6 +430,12 @@ fn run_pattern(
         }
     };
     let runs = passes.into_iter().map(|p| p.score(truth, args.k)).collect();
+    let settled_runs = settled_passes.map(|passes| {
+        passes
+            .into_iter()
+            .map(|p| p.score(truth, args.k))
+            .collect()
+    });
     let (rows, dim, metric) = (db.len(), db.dim(), db.metric());
     let bytes_on_disk = settled.bytes_on_disk;
     drop(db);
@@ -434,6 +460,7 @@ fn run_pattern(
         peak: peak_rss(),
         bytes_on_disk,
         runs,
+        settled_runs,
         batch,
     })
 }
@@ -455,16 +482,18 @@ fn file_truth(
         .collect())
 }
 
-fn results_json(r: &PatternReport) -> (Vec<Value>, Vec<Value>) {
-    let cores = rayon::current_num_threads();
-    let results = r
-        .runs
-        .iter()
+fn runs_json(runs: &[Run]) -> Vec<Value> {
+    runs.iter()
         .map(|r| {
             json!({"ef": r.ef, "threads": r.threads, "recall": r.recall, "qps": r.qps,
                    "p50_ms": ms(r.p50), "p95_ms": ms(r.p95), "p99_ms": ms(r.p99)})
         })
-        .collect();
+        .collect()
+}
+
+fn results_json(r: &PatternReport) -> (Vec<Value>, Vec<Value>) {
+    let cores = rayon::current_num_threads();
+    let results = runs_json(&r.runs);
     let batch = r
         .batch
         .iter()
@@ -495,6 +524,7 @@ fn pattern_json(r: &PatternReport) -> Value {
         "open_ms": r.open_ms, "peak_rss_bytes": r.peak, "bytes_on_disk": r.bytes_on_disk,
         "bytes_per_vector": r.bytes_on_disk as f64 / r.rows.max(1) as f64,
         "results": results, "batch": batch,
+        "settled_results": r.settled_runs.as_deref().map(runs_json),
     })
 }
 
@@ -552,14 +582,32 @@ fn print_pattern(args: &BenchArgs, dir: &Path, r: &PatternReport) -> std::io::Re
         r.settled.segments,
         r.settled.deleted_rows
     );
+    print_runs(args, &r.runs)?;
+    if let Some(settled) = &r.settled_runs {
+        say!("  once the merger was idle ({} segments):", r.settled.segments);
+        print_runs(args, settled)?;
+    }
+    let cores = rayon::current_num_threads();
+    for (ef, qps) in &r.batch {
+        say!("{ef:>6}  batch {cores:>2}  search_batch {qps:>8.0} QPS");
+    }
+    Ok(())
+}
+
+/// The table of `runs`; ef 0 is the database's default.
+fn print_runs(args: &BenchArgs, runs: &[Run]) -> std::io::Result<()> {
     say!(
         "    ef  threads  recall@{:<3}      QPS   p50 ms   p95 ms   p99 ms",
         args.k
     );
-    for r in &r.runs {
+    for r in runs {
+        let ef = match r.ef {
+            0 => "auto".to_string(),
+            ef => ef.to_string(),
+        };
         say!(
             "{:>6}  {:>7}  {:>9.4}  {:>8.0}  {:>7.3}  {:>7.3}  {:>7.3}",
-            r.ef,
+            ef,
             r.threads,
             r.recall,
             r.qps,
@@ -567,10 +615,6 @@ fn print_pattern(args: &BenchArgs, dir: &Path, r: &PatternReport) -> std::io::Re
             ms(r.p95),
             ms(r.p99)
         );
-    }
-    let cores = rayon::current_num_threads();
-    for (ef, qps) in &r.batch {
-        say!("{ef:>6}  batch {cores:>2}  search_batch {qps:>8.0} QPS");
     }
     Ok(())
 }
