@@ -85,9 +85,12 @@ impl Merger {
         let never = AtomicBool::new(false);
         let mut merges = 0;
         loop {
+            if calibrate_once(&self.inner, &mut tried)? {
+                continue;
+            }
             if merge_once(&self.inner, &never)? {
                 merges += 1;
-            } else if !calibrate_once(&self.inner, &mut tried)? {
+            } else {
                 self.inner.published.reclaim();
                 return Ok(merges);
             }
@@ -147,8 +150,10 @@ fn run(db: &DbInner, cancel: &AtomicBool, error: &Mutex<Option<Error>>) {
                 if cancel.load(Ordering::Acquire) {
                     break;
                 }
-                let step = match merge_once(db, cancel) {
-                    Ok(false) => calibrate_once(db, &mut calibrated),
+                // Calibrating a new segment is cheap and makes its searches
+                // cheaper at once: it goes before merges.
+                let step = match calibrate_once(db, &mut calibrated) {
+                    Ok(false) => merge_once(db, cancel),
                     other => other,
                 };
                 match step {

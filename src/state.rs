@@ -108,19 +108,19 @@ impl SnapshotState {
 
     /// The `ef` of a `k`-nearest search on segment `s` (`None`: the
     /// growing segment) that reaches `target` recall: from the segment's
-    /// calibration at the depth its share of the rows needs, or the
-    /// database's default before it is calibrated.
+    /// calibration at the depth its share of the rows needs (the largest
+    /// calibrated segment's for the growing segment and a segment not
+    /// calibrated yet), or [`DEFAULT_EF_SEARCH`] before any segment is.
     pub(crate) fn ef_for(&self, s: Option<&SealedView>, k: usize, target: Option<f64>) -> usize {
-        let calibration = match s {
-            Some(s) => s.calibration.as_deref(),
-            // The growing segment: as the largest calibrated segment.
-            None => self
-                .segments
+        // The growing segment, and a segment not calibrated yet, go by the
+        // largest calibrated segment: the same data, most likely.
+        let calibration = s.and_then(|s| s.calibration.as_deref()).or_else(|| {
+            self.segments
                 .iter()
                 .filter(|s| s.calibration.is_some())
                 .max_by_key(|s| s.live)
-                .and_then(|s| s.calibration.as_deref()),
-        };
+                .and_then(|s| s.calibration.as_deref())
+        });
         let live = s.map_or(self.growing.live, |s| s.live);
         let share = live as f64 / self.len().max(1) as f64;
         match (self.ef_search, calibration, target) {
