@@ -85,7 +85,7 @@ impl Merger {
         let never = AtomicBool::new(false);
         let mut merges = 0;
         loop {
-            if calibrate_once(&self.inner, &mut tried)? {
+            if calibrate_once(&self.inner, &mut tried, &never)? {
                 continue;
             }
             if merge_once(&self.inner, &never)? {
@@ -152,7 +152,7 @@ fn run(db: &DbInner, cancel: &AtomicBool, error: &Mutex<Option<Error>>) {
                 }
                 // Calibrating a new segment is cheap and makes its searches
                 // cheaper at once: it goes before merges.
-                let step = match calibrate_once(db, &mut calibrated) {
+                let step = match calibrate_once(db, &mut calibrated, cancel) {
                     Ok(false) => merge_once(db, cancel),
                     other => other,
                 };
@@ -277,7 +277,7 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
 /// Measures the recall curve of one segment that has none yet and records
 /// it; returns whether it did. Segments in `tried` are skipped (a segment
 /// too small to need a curve is tried once).
-fn calibrate_once(db: &DbInner, tried: &mut HashSet<u64>) -> Result<bool> {
+fn calibrate_once(db: &DbInner, tried: &mut HashSet<u64>, cancel: &AtomicBool) -> Result<bool> {
     if db.failed.load(Ordering::Acquire) {
         return Ok(false);
     }
@@ -291,8 +291,9 @@ fn calibrate_once(db: &DbInner, tried: &mut HashSet<u64>) -> Result<bool> {
     };
     let id = view.segment.id();
     tried.insert(id);
-    let Some(curve) = calibrate::calibrate(&view.segment, &view.deleted, db.scorer()) else {
-        return Ok(true);
+    let Some(curve) = calibrate::calibrate(&view.segment, &view.deleted, db.scorer(), cancel)
+    else {
+        return Ok(!cancel.load(Ordering::Acquire));
     };
     let _commits = db.lock_commits();
     let current = db.published.load();

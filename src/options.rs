@@ -125,7 +125,8 @@ pub const DEFAULT_EF_CONSTRUCTION: usize = 200;
 /// A margin for unknown data: recall@10 is 0.98 on the shared real data at 64.
 pub const DEFAULT_EF_SEARCH: usize = 64;
 
-/// Default number of rows the growing segment holds before a commit seals it.
+/// Default number of rows appended to the growing segment (deleted and
+/// replaced ones included) before a commit seals it.
 pub const DEFAULT_GROWING_THRESHOLD: usize = 10_000;
 
 /// Largest dimension accepted (a row stays well under the redb value limit).
@@ -147,9 +148,12 @@ impl Options {
         }
     }
 
-    /// Rows the growing segment (kept in the manifest) may hold before a commit
-    /// seals them into a column file. A commit whose rows alone reach it is
-    /// written straight to a column file. Default [`DEFAULT_GROWING_THRESHOLD`].
+    /// Rows that may be appended to the growing segment (kept in the
+    /// manifest, indexed by an in-memory graph; deleted and replaced rows
+    /// count too) before a commit seals it: writes its rows and its graph as
+    /// a segment. A commit whose rows alone reach it writes them as a segment
+    /// of their own. It also bounds what `open` rebuilds (the growing
+    /// segment's graph). Default [`DEFAULT_GROWING_THRESHOLD`].
     pub fn growing_threshold(mut self, rows: usize) -> Self {
         self.growing_threshold = rows.max(1);
         self

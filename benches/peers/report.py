@@ -37,6 +37,15 @@ SETS = {
         "gt": "../shared/data/debian50k_groundtruth.ivecs",
         "metric": "cosine",
     },
+    "synth200k": {
+        "title": "synth200k: 200k x 128 clustered synthetic (seeded, `examples/gen_synth.rs`), L2",
+        "base": "target/synth-200k/base.fvecs",
+        "queries": "target/synth-200k/query.fvecs",
+        "gt": None,
+        "metric": "l2",
+        "generate": ["cargo", "run", "--release", "--example", "gen_synth", "--",
+                     "--rows", "200000", "--dim", "128", "--queries", "1000", "--out", "target/synth-200k"],
+    },
     "synth1m": {
         "title": "synth1m: 1M x 128 clustered synthetic (seeded, `examples/gen_synth.rs`), L2",
         "base": "target/synth-1m/base.fvecs",
