@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::growing::GrowingView;
 use crate::manifest::{Location, Update};
 use crate::merge;
-use crate::segment::{self, Segment};
 use crate::state::{SealedView, SnapshotState};
 use crate::writer::Writer;
 use std::collections::HashSet;
@@ -365,21 +364,10 @@ impl Writer {
                 rows.extend(base.growing.live_rows().map(|(_, id, v)| (id, v)));
                 update.growing_cleared = true;
             }
-            let id = db.reserve_segment_id();
-            state.next_segment_id = state.next_segment_id.max(id + 1);
             let graph = merge::build_graph(&rows, db.scorer(), &params);
-            let meta = segment::write_segment(
-                &*db.vfs,
-                &db.dir,
-                id,
-                dim,
-                db.metric(),
-                &rows,
-                &graph,
-                params.ef_construction,
-            )?;
-            let seg = Segment::open(db.vfs.clone(), &db.dir, id, &meta, dim, db.metric())?;
-            seg.mark_verified();
+            let (seg, meta) = db.write_segment(&rows, &graph)?;
+            let id = seg.id();
+            state.next_segment_id = state.next_segment_id.max(id + 1);
             update
                 .ids_set
                 .extend(rows.iter().enumerate().map(|(row, &(rid, _))| {
@@ -398,20 +386,9 @@ impl Writer {
         let reader = db.commit_manifest(update)?;
 
         let removed: HashSet<u64> = planned.iter().flat_map(|p| p.from.clone()).collect();
-        let mut segments: Vec<SealedView> = Vec::with_capacity(base.segments.len());
-        for view in &base.segments {
-            if removed.contains(&view.segment.id()) {
-                view.segment.retire();
-            } else {
-                segments.push(view.clone());
-            }
-        }
+        let mut segments = base.segments_without(|id| removed.contains(&id));
         // New ids are larger than every id handed out before: sorted still.
-        segments.extend(
-            written
-                .into_iter()
-                .map(|seg| SealedView::fresh(Arc::new(seg))),
-        );
+        segments.extend(written.into_iter().map(SealedView::fresh));
         let growing = if planned.iter().any(|p| p.growing) {
             GrowingView::empty(dim)
         } else {

@@ -2,14 +2,15 @@
 //! the merger and every snapshot reach the manifest, the files and the
 //! published state through it.
 
-use crate::fs::{LockGuard, Vfs};
-use crate::graph::GraphParams;
-use crate::kernels::Kernels;
 use crate::error::Result;
-use crate::manifest::{Manifest, Reader, Update};
+use crate::fs::{LockGuard, Vfs};
+use crate::graph::{Graph, GraphParams};
+use crate::kernels::Kernels;
+use crate::manifest::{Manifest, Reader, SegmentMeta, Update};
 use crate::options::{Metric, Options, Scorer};
 use crate::publish::Published;
 use crate::query_stats::QueryStats;
+use crate::segment::{self, Segment};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -105,6 +106,38 @@ impl DbInner {
     /// A segment id no other segment of this database has or will get.
     pub(crate) fn reserve_segment_id(&self) -> u64 {
         self.next_segment_id.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Writes `rows` and `graph` (built over the same rows, in order) as a
+    /// new segment under a fresh id, through the durable path, and maps it
+    /// (its checksums known good: they were just computed from the bytes
+    /// written). Returns it with its manifest record; the caller commits.
+    pub(crate) fn write_segment(
+        &self,
+        rows: &[(u64, &[f32])],
+        graph: &Graph,
+    ) -> Result<(Arc<Segment>, SegmentMeta)> {
+        let id = self.reserve_segment_id();
+        let meta = segment::write_segment(
+            &*self.vfs,
+            &self.dir,
+            id,
+            self.dim(),
+            self.metric(),
+            rows,
+            graph,
+            self.options.ef_construction,
+        )?;
+        let seg = Segment::open(
+            self.vfs.clone(),
+            &self.dir,
+            id,
+            &meta,
+            self.dim(),
+            self.metric(),
+        )?;
+        seg.mark_verified();
+        Ok((Arc::new(seg), meta))
     }
 
     /// Commits `update` to the manifest and opens a read transaction on the

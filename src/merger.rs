@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::inner::{DbInner, Wake};
 use crate::manifest::{Location, Update};
 use crate::merge;
-use crate::segment::{self, Segment};
 use crate::state::SealedView;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -195,26 +194,8 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
     let Some(merged) = merge::merge_rows(&views, db.scorer(), &params, cancel)? else {
         return Ok(false);
     };
-    let id = db.reserve_segment_id();
-    let meta = segment::write_segment(
-        &*db.vfs,
-        &db.dir,
-        id,
-        db.dim(),
-        db.metric(),
-        &merged.rows,
-        &merged.graph,
-        params.ef_construction,
-    )?;
-    let seg = Arc::new(Segment::open(
-        db.vfs.clone(),
-        &db.dir,
-        id,
-        &meta,
-        db.dim(),
-        db.metric(),
-    )?);
-    seg.mark_verified();
+    let (seg, meta) = db.write_segment(&merged.rows, &merged.graph)?;
+    let id = seg.id();
     // The switch.
     let _commits = db.lock_commits();
     let current = db.published.load();
@@ -258,14 +239,7 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
     // On failure the manifest may or may not hold the switch: as after a
     // failed commit, the database refuses further commits until reopened.
     let reader = db.commit_manifest(update)?;
-    let mut segments: Vec<SealedView> = Vec::with_capacity(current.segments.len());
-    for view in &current.segments {
-        if inputs.contains(&view.segment.id()) {
-            view.segment.retire();
-        } else {
-            segments.push(view.clone());
-        }
-    }
+    let mut segments = current.segments_without(|id| inputs.contains(&id));
     let at = segments.partition_point(|s| s.segment.id() < id);
     segments.insert(at, SealedView::with_deleted(seg, &dead));
     let next = current.successor(state, segments, current.growing.clone(), reader);

@@ -133,6 +133,20 @@ impl SnapshotState {
         }
     }
 
+    /// This state's segments but those `removed` names, which are retired:
+    /// their files go once no state holds them.
+    pub(crate) fn segments_without(&self, removed: impl Fn(u64) -> bool) -> Vec<SealedView> {
+        let mut kept = Vec::with_capacity(self.segments.len() + 1);
+        for view in &self.segments {
+            if removed(view.segment.id()) {
+                view.segment.retire();
+            } else {
+                kept.push(view.clone());
+            }
+        }
+        kept
+    }
+
     /// The live sealed segment `id`.
     pub(crate) fn segment(&self, id: u64) -> Option<&SealedView> {
         self.segments

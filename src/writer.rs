@@ -26,7 +26,7 @@ use crate::inner::DbInner;
 use crate::manifest::{Location, SegmentMeta, State, Update, GROWING_SEGMENT};
 use crate::merge;
 use crate::merger::Merger;
-use crate::segment::{self, Segment};
+use crate::segment::Segment;
 use crate::state::{SealedView, SnapshotState};
 use crate::vector::prepare_vector;
 use std::collections::{BTreeMap, HashSet};
@@ -457,20 +457,8 @@ fn write_sealed(
     graph: &crate::graph::Graph,
     from_growing: bool,
 ) -> Result<Sealed> {
-    let id = db.reserve_segment_id();
-    state.next_segment_id = state.next_segment_id.max(id + 1);
-    let meta = segment::write_segment(
-        &*db.vfs,
-        &db.dir,
-        id,
-        db.dim(),
-        db.metric(),
-        rows,
-        graph,
-        db.options.ef_construction,
-    )?;
-    let segment = Segment::open(db.vfs.clone(), &db.dir, id, &meta, db.dim(), db.metric())?;
-    segment.mark_verified();
+    let (segment, meta) = db.write_segment(rows, graph)?;
+    state.next_segment_id = state.next_segment_id.max(segment.id() + 1);
     let mut is_dead = vec![false; rows.len()];
     for &d in dead {
         is_dead[d as usize] = true;
@@ -482,7 +470,7 @@ fn write_sealed(
         .map(|(row, &(user_id, _))| (user_id, row as u64))
         .collect();
     Ok(Sealed {
-        segment: Arc::new(segment),
+        segment,
         meta,
         live,
         dead: dead.to_vec(),
@@ -540,18 +528,11 @@ impl Plan {
 
     /// The state after this plan's commit, built from the one before it.
     fn into_snapshot(self, base: &SnapshotState, reader: crate::manifest::Reader) -> SnapshotState {
-        let mut segments: Vec<SealedView> = Vec::with_capacity(base.segments.len() + 1);
-        for view in &base.segments {
-            let id = view.segment.id();
-            if self.retired.contains(&id) {
-                view.segment.retire();
-                continue;
-            }
-            let mut view = view.clone();
-            if let Some(rows) = self.tombstones.get(&id) {
+        let mut segments = base.segments_without(|id| self.retired.contains(&id));
+        for view in &mut segments {
+            if let Some(rows) = self.tombstones.get(&view.segment.id()) {
                 view.delete(rows);
             }
-            segments.push(view);
         }
         if let Some(s) = self.sealed {
             let at = segments.partition_point(|v| v.segment.id() < s.segment.id());

@@ -430,12 +430,8 @@ fn run_pattern(
         }
     };
     let runs = passes.into_iter().map(|p| p.score(truth, args.k)).collect();
-    let settled_runs = settled_passes.map(|passes| {
-        passes
-            .into_iter()
-            .map(|p| p.score(truth, args.k))
-            .collect()
-    });
+    let settled_runs =
+        settled_passes.map(|passes| passes.into_iter().map(|p| p.score(truth, args.k)).collect());
     let (rows, dim, metric) = (db.len(), db.dim(), db.metric());
     let bytes_on_disk = settled.bytes_on_disk;
     drop(db);
@@ -584,7 +580,10 @@ fn print_pattern(args: &BenchArgs, dir: &Path, r: &PatternReport) -> std::io::Re
     );
     print_runs(args, &r.runs)?;
     if let Some(settled) = &r.settled_runs {
-        say!("  once the merger was idle ({} segments):", r.settled.segments);
+        say!(
+            "  once the merger was idle ({} segments):",
+            r.settled.segments
+        );
         print_runs(args, settled)?;
     }
     let cores = rayon::current_num_threads();
