@@ -246,6 +246,18 @@ impl GrowingView {
         let hits = graph::with_visited(self.len, |visited| {
             graph::search(&view, &rows, &dist, q, k, ef, &skip, visited)
         });
+        if hits.len() < k.min(self.live) {
+            // Later commits' inserts re-prune the lists of the nodes this
+            // view holds, and a view ignores links to nodes it does not
+            // hold: an old snapshot's walk can reach too few rows. Its rows
+            // are at most one growing segment's: scan them.
+            for (_, id, v, live) in self.nodes() {
+                if live {
+                    out(dist(q, v), id);
+                }
+            }
+            return;
+        }
         for (d, node) in hits {
             let (block, i) = self.at(node as usize);
             out(d, block.ids[i]);

@@ -264,7 +264,11 @@ fn bench_json_has_the_documented_fields() {
     }
     assert_eq!(v["patterns"][0]["pattern"], "one", "the default pattern");
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 4, "2 efs x 2 thread counts");
+    assert_eq!(
+        results.len(),
+        6,
+        "the default ef (0) and 2 efs, x 2 thread counts"
+    );
     for r in results {
         for field in [
             "ef", "threads", "recall", "qps", "p50_ms", "p95_ms", "p99_ms",

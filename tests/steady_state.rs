@@ -252,3 +252,45 @@ fn endless_updates_of_the_same_ids_hold_a_bounded_number_of_rows() {
     eprintln!("at most {most_held} rows held");
     assert_eq!(db.len(), 100);
 }
+
+#[test]
+fn an_old_snapshot_of_the_growing_segment_still_finds_k_good_rows() {
+    // Later commits re-prune the links of the rows an old snapshot holds; its
+    // searches must still return k rows, and good ones.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Database::open(tmp.path(), options().growing_threshold(6_000)).unwrap();
+    let data = synth::clustered(5_000, DIM, 100, 0.3, 21);
+    let mut w = db.writer().unwrap();
+    let ids: Vec<u64> = (0..500).collect();
+    w.upsert_batch(&ids, &data[..500 * DIM], None).unwrap();
+    w.commit().unwrap();
+    let old = db.snapshot();
+    for (c, chunk) in data[500 * DIM..].chunks(100 * DIM).enumerate() {
+        let first = 500 + c as u64 * 100;
+        let ids: Vec<u64> = (first..first + 100).collect();
+        w.upsert_batch(&ids, chunk, None).unwrap();
+        w.commit().unwrap();
+    }
+    assert_eq!(db.stats().unwrap().segments, 0, "all rows still growing");
+    let queries = synth::clustered_queries(100, DIM, 100, 0.3, 21, 5);
+    let exact = SearchParams::new(K).exact(true);
+    let (mut hits, mut total) = (0, 0);
+    for q in queries.chunks(DIM) {
+        let want: HashSet<u64> = old
+            .search_with(q, &exact)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let got = old.search(q, K).unwrap();
+        assert_eq!(got.len(), K);
+        assert!(
+            got.iter().all(|h| h.id < 500),
+            "a row newer than the snapshot"
+        );
+        hits += got.iter().filter(|h| want.contains(&h.id)).count();
+        total += K;
+    }
+    let r = hits as f64 / total as f64;
+    assert!(r >= 0.9, "recall@10 of the old snapshot {r}");
+}

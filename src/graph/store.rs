@@ -749,7 +749,10 @@ mod tests {
         let mut visited = Visited::new();
         for q in queries.chunks_exact(DIM) {
             let found = search(&view, &rows, &l2, q, 50, 64, &|_| false, &mut visited);
-            assert_eq!(found.len(), 50);
+            // Later inserts re-pruned some of the old nodes' lists, and links
+            // to nodes past the view are ignored, so the walk may reach
+            // fewer than 50 (the growing segment then scans its rows).
+            assert!(!found.is_empty() && found.len() <= 50);
             assert!(found.iter().all(|&(_, n)| n < 500), "{found:?}");
         }
     }
