@@ -334,7 +334,7 @@ def steady_section(name, runs):
     final_rows = med(r.get("final_rows") for r in runs)
     lines = [f"### {spec['title']}", "",
              f"{runs[0]['rows']:,} rows, {runs[0]['queries']} queries, default options (growing threshold, "
-             f"tiered merges), M {runs[0]['m']}, ef_construction {runs[0]['ef_construction']}; "
+             f"background merges), M {runs[0]['m']}, ef_construction {runs[0]['ef_construction']}; "
              f"medians of {len(runs)} runs. Queries start right after the last commit, on the handle that "
              "built the database; one thread, one `search_with` call per query, after one untimed pass.", "",
              "| pattern | commits | segments | growing rows | ingest rows/s | commit p50 / p99 / max (ms) "

@@ -4,8 +4,8 @@
 //! - `one`: every row in one commit (one segment, one graph).
 //! - `10k`: commits of 10,000 rows.
 //! - `100`: commits of 100 rows, default options (the growing segment seals
-//!   at the growing threshold; the background merger merges by the tiered
-//!   policy).
+//!   at the growing threshold; the background merger merges by the
+//!   policy of `src/merge.rs`).
 //! - `churn`: `100`, then 30 % of the rows deleted and 10 % upserted with a
 //!   new vector, mixed in commits of 100 operations. The choice is seeded
 //!   (`--seed`): the ids are shuffled, the first 30 % are deleted and the next
