@@ -168,9 +168,9 @@ impl DbInner {
         (manifest, _lock)
     }
 
-    /// Drops what readers no longer hold, then tells the merger to look.
+    /// Tells the merger to look (publishing already reclaimed what readers
+    /// no longer hold).
     pub(crate) fn after_publish(&self) {
-        self.published.reclaim();
         self.merge_work.notify();
     }
 }

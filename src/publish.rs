@@ -56,10 +56,9 @@ impl Published {
         let old = self
             .current
             .swap(Owned::new(state), Ordering::AcqRel, &guard);
-        // SAFETY: `old` was unlinked by the swap above, so no reader can load it
-        // again; readers that loaded it before are pinned, and `defer_destroy`
-        // waits for them to unpin. What it drops is an `Arc` the graveyard
-        // also holds, so no state is freed there.
+        // The swap unlinked `old`; readers that loaded it before are pinned.
+        // What it drops is an `Arc` the graveyard also holds: no state is freed.
+        // SAFETY: unlinked, so never loaded again; freed after pinned readers unpin.
         unsafe { guard.defer_destroy(old) };
         guard.flush();
         self.reclaim();

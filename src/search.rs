@@ -100,17 +100,14 @@ pub(crate) fn search_with(
         return Err(Error::ZeroK);
     }
     let q = prepare_vector(query, state.dim, state.metric, state.scorer.kernels)?;
-    let ef = |s| {
-        params
-            .ef
-            .unwrap_or_else(|| state.ef_for(s, params.k, params.target_recall))
-            .max(params.k)
-    };
+    let plan = state.ef_plan(params.k, params.target_recall);
+    let ef =
+        |s: Option<&SealedView>, live| params.ef.unwrap_or_else(|| plan.ef(s, live)).max(params.k);
     let mut top = TopK::new(params.k);
     for s in &state.segments {
-        search_sealed(state, s, &q, params.k, ef(Some(s)), &mut top)?;
+        search_sealed(state, s, &q, params.k, ef(Some(s), s.live), &mut top)?;
     }
-    let growing_ef = ef(None);
+    let growing_ef = ef(None, state.growing.live);
     state
         .growing
         .search(state.scorer, &q, params.k, growing_ef, &mut |d, id| {

@@ -106,30 +106,23 @@ impl SnapshotState {
         }
     }
 
-    /// The `ef` of a `k`-nearest search on segment `s` (`None`: the
-    /// growing segment) that reaches `target` recall: from the segment's
-    /// calibration at the depth its share of the rows needs (the largest
-    /// calibrated segment's for the growing segment and a segment not
-    /// calibrated yet), or [`DEFAULT_EF_SEARCH`] before any segment is.
-    pub(crate) fn ef_for(&self, s: Option<&SealedView>, k: usize, target: Option<f64>) -> usize {
-        // The growing segment, and a segment not calibrated yet, go by the
-        // largest calibrated segment: the same data, most likely.
-        let calibration = s.and_then(|s| s.calibration.as_deref()).or_else(|| {
-            self.segments
+    /// How a `k`-nearest search aiming at `target` recall chooses each
+    /// segment's `ef`: worked out once per query, from one pass over the
+    /// segments.
+    pub(crate) fn ef_plan(&self, k: usize, target: Option<f64>) -> EfPlan<'_> {
+        EfPlan {
+            k,
+            target,
+            ef_search: self.ef_search,
+            // The growing segment, and a segment not calibrated yet, go by
+            // the largest calibrated segment: the same data, most likely.
+            fallback: self
+                .segments
                 .iter()
                 .filter(|s| s.calibration.is_some())
                 .max_by_key(|s| s.live)
-                .and_then(|s| s.calibration.as_deref())
-        });
-        let live = s.map_or(self.growing.live, |s| s.live);
-        let share = live as f64 / self.len().max(1) as f64;
-        match (self.ef_search, calibration, target) {
-            (Some(ef), _, None) => ef,
-            (_, Some(c), target) => c.ef_for(
-                target.unwrap_or(DEFAULT_TARGET_RECALL),
-                depth_for_share(k, share),
-            ),
-            (_, None, _) => self.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
+                .and_then(|s| s.calibration.as_deref()),
+            total: self.len().max(1),
         }
     }
 
@@ -153,5 +146,34 @@ impl SnapshotState {
             .binary_search_by_key(&id, |s| s.segment.id())
             .ok()
             .map(|i| &self.segments[i])
+    }
+}
+
+/// The per-query rule for each segment's `ef` ([`SnapshotState::ef_plan`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EfPlan<'a> {
+    k: usize,
+    target: Option<f64>,
+    ef_search: Option<usize>,
+    fallback: Option<&'a Calibration>,
+    total: usize,
+}
+
+impl EfPlan<'_> {
+    /// The `ef` of segment `s` (`None`: the growing segment, of `live`
+    /// rows): from its calibration at the depth its share of the rows
+    /// needs (the fallback curve for the growing segment and a segment not
+    /// calibrated yet), or [`DEFAULT_EF_SEARCH`] before any segment is.
+    pub(crate) fn ef(&self, s: Option<&SealedView>, live: usize) -> usize {
+        let calibration = s.and_then(|s| s.calibration.as_deref()).or(self.fallback);
+        let share = live as f64 / self.total as f64;
+        match (self.ef_search, calibration, self.target) {
+            (Some(ef), _, None) => ef,
+            (_, Some(c), target) => c.ef_for(
+                target.unwrap_or(DEFAULT_TARGET_RECALL),
+                depth_for_share(self.k, share),
+            ),
+            (_, None, _) => self.ef_search.unwrap_or(DEFAULT_EF_SEARCH),
+        }
     }
 }
