@@ -217,14 +217,19 @@ fn verify_names_a_damaged_file_and_exits_1() {
     assert!(!stderr(&o).contains("panicked"));
 }
 
-#[test]
-fn bench_json_has_the_documented_fields() {
-    let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path().join("base.fvecs");
-    let queries = tmp.path().join("queries.fvecs");
-    write_fvecs(&base, &vectors(2000, 16, 5));
-    write_fvecs(&queries, &vectors(20, 16, 6));
-    let o = quiver(&[
+/// `quiver bench --json` over 2,000 random 16-d rows and 20 queries (seeds
+/// `seed` and `seed + 1`) written in `dir`, with `extra` arguments; its
+/// parsed output.
+fn bench_json(
+    dir: &std::path::Path,
+    seed: u64,
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> serde_json::Value {
+    let base = dir.join("base.fvecs");
+    let queries = dir.join("queries.fvecs");
+    write_fvecs(&base, &vectors(2000, 16, seed));
+    write_fvecs(&queries, &vectors(20, 16, seed + 1));
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
         &"bench",
         &"--base",
         &base,
@@ -232,14 +237,18 @@ fn bench_json_has_the_documented_fields() {
         &queries,
         &"--metric",
         &"l2",
-        &"--ef",
-        &"16,64",
-        &"--threads",
-        &"1,2",
         &"--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = quiver(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    serde_json::from_str(stdout(&o).trim()).unwrap()
+}
+
+#[test]
+fn bench_json_has_the_documented_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = bench_json(tmp.path(), 5, &[&"--ef", &"16,64", &"--threads", &"1,2"]);
     for field in [
         "rows",
         "dim",
@@ -283,31 +292,21 @@ fn bench_json_has_the_documented_fields() {
 #[test]
 fn bench_json_reports_each_build_pattern() {
     let tmp = tempfile::tempdir().unwrap();
-    let base = tmp.path().join("base.fvecs");
-    let queries = tmp.path().join("queries.fvecs");
     let map = tmp.path().join("churn.ivecs");
-    write_fvecs(&base, &vectors(2000, 16, 7));
-    write_fvecs(&queries, &vectors(20, 16, 8));
-    let o = quiver(&[
-        &"bench",
-        &"--base",
-        &base,
-        &"--queries",
-        &queries,
-        &"--metric",
-        &"l2",
-        &"--ef",
-        &"64",
-        &"--threads",
-        &"1",
-        &"--pattern",
-        &"one,100,churn",
-        &"--churn-map",
-        &map,
-        &"--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let v = bench_json(
+        tmp.path(),
+        7,
+        &[
+            &"--ef",
+            &"64",
+            &"--threads",
+            &"1",
+            &"--pattern",
+            &"one,100,churn",
+            &"--churn-map",
+            &map,
+        ],
+    );
     let patterns = v["patterns"].as_array().unwrap();
     let names: Vec<&str> = patterns
         .iter()

@@ -11,21 +11,7 @@ use std::path::Path;
 const K: usize = 10;
 
 fn recall(db: &Database, queries: &[f32], dim: usize) -> f64 {
-    let exact = SearchParams::new(K).exact(true);
-    let mut hits = 0;
-    let mut total = 0;
-    for q in queries.chunks(dim) {
-        let want: HashSet<u64> = db
-            .search_with(q, &exact)
-            .unwrap()
-            .iter()
-            .map(|h| h.id)
-            .collect();
-        let got = db.search(q, K).unwrap();
-        hits += got.iter().filter(|h| want.contains(&h.id)).count();
-        total += want.len();
-    }
-    let r = hits as f64 / total as f64;
+    let r = common::recall(&db.snapshot(), queries, dim, K);
     eprintln!("recall@10 = {r:.4}");
     r
 }
@@ -135,7 +121,9 @@ fn search_batch_equals_one_query_at_a_time() {
 /// exact top 100 of each query shipped beside them.
 #[test]
 fn recall_at_10_is_at_least_0_95_on_the_shared_embeddings() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let Some(data) = common::shared_data() else {
+        return;
+    };
     let (dim, base) = common::read_fvecs(&data.join("debian50k_base.fvecs"));
     let (_, queries) = common::read_fvecs(&data.join("debian50k_query.fvecs"));
     let truth = common::read_ivecs(&data.join("debian50k_groundtruth.ivecs"));

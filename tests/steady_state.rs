@@ -7,7 +7,7 @@ mod common;
 
 use common::Rng;
 use quiver::{synth, Database, Metric, Options, SearchParams};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 const DIM: usize = 32;
 const K: usize = 10;
@@ -80,24 +80,7 @@ fn build(
 /// Mean recall@10 at the default `ef` against exact search, over held-out queries.
 fn recall(db: &Database) -> f64 {
     let queries = synth::clustered_queries(200, DIM, 100, 0.3, 5, 77);
-    let exact = SearchParams::new(K).exact(true);
-    let (mut hits, mut total) = (0, 0);
-    for q in queries.chunks(DIM) {
-        let want: HashSet<u64> = db
-            .search_with(q, &exact)
-            .unwrap()
-            .iter()
-            .map(|h| h.id)
-            .collect();
-        hits += db
-            .search(q, K)
-            .unwrap()
-            .iter()
-            .filter(|h| want.contains(&h.id))
-            .count();
-        total += want.len();
-    }
-    hits as f64 / total as f64
+    common::recall(&db.snapshot(), &queries, DIM, K)
 }
 
 fn options() -> Options {
@@ -273,24 +256,13 @@ fn an_old_snapshot_of_the_growing_segment_still_finds_k_good_rows() {
     }
     assert_eq!(db.stats().unwrap().segments, 0, "all rows still growing");
     let queries = synth::clustered_queries(100, DIM, 100, 0.3, 21, 5);
-    let exact = SearchParams::new(K).exact(true);
-    let (mut hits, mut total) = (0, 0);
     for q in queries.chunks(DIM) {
-        let want: HashSet<u64> = old
-            .search_with(q, &exact)
-            .unwrap()
-            .iter()
-            .map(|h| h.id)
-            .collect();
         let got = old.search(q, K).unwrap();
-        assert_eq!(got.len(), K);
         assert!(
             got.iter().all(|h| h.id < 500),
             "a row newer than the snapshot"
         );
-        hits += got.iter().filter(|h| want.contains(&h.id)).count();
-        total += K;
     }
-    let r = hits as f64 / total as f64;
+    let r = common::recall(&old, &queries, DIM, K);
     assert!(r >= 0.9, "recall@10 of the old snapshot {r}");
 }

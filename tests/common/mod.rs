@@ -114,3 +114,48 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default()
 }
+
+/// Mean recall@`k` of `snap`'s default search (no `ef`) against its exact
+/// search, over `queries` (`dim` values each); every search must return
+/// `k` hits when the snapshot holds that many rows.
+pub fn recall(snap: &quiver::Snapshot, queries: &[f32], dim: usize, k: usize) -> f64 {
+    let exact = quiver::SearchParams::new(k).exact(true);
+    let (mut hits, mut total) = (0, 0);
+    for q in queries.chunks(dim) {
+        let want: std::collections::HashSet<u64> = snap
+            .search_with(q, &exact)
+            .unwrap()
+            .iter()
+            .map(|h| h.id)
+            .collect();
+        let got = snap.search(q, k).unwrap();
+        assert_eq!(
+            got.len(),
+            k.min(snap.len()),
+            "a search returned too few hits"
+        );
+        hits += got.iter().filter(|h| want.contains(&h.id)).count();
+        total += want.len();
+    }
+    hits as f64 / total as f64
+}
+
+/// The shared data directory (`../shared/data` beside the project), or
+/// `None` with a printed note when it is absent; under `CI` its absence
+/// fails the test.
+pub fn shared_data() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    if dir.join("debian50k_base.fvecs").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but the shared data is missing at {}",
+        dir.display()
+    );
+    eprintln!(
+        "note: skipped, the shared data is not at {} (CI=1 makes this a failure)",
+        dir.display()
+    );
+    None
+}
