@@ -359,7 +359,7 @@ impl Writer {
                 .iter()
                 .filter(|s| p.from.contains(&s.segment.id()))
                 .collect();
-            let mut rows = merge::live_rows(&views, &HashSet::new())?;
+            let mut rows = merge::live_rows(&views)?;
             if p.growing {
                 rows.extend(base.growing.live_rows().map(|(_, id, v)| (id, v)));
                 update.growing_cleared = true;

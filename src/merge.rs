@@ -25,7 +25,6 @@ use crate::error::Result;
 use crate::graph::{self, Graph, GraphParams, Rows};
 use crate::options::Scorer;
 use crate::state::SealedView;
-use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 
 /// A segment joins a merge while it holds at most this many times the live
@@ -89,23 +88,27 @@ pub(crate) fn build_graph(rows: &[(u64, &[f32])], scorer: Scorer, params: &Graph
     )
 }
 
-/// The live rows of `views`, in segment then row order, as (id, vector),
-/// leaving out the rows in `also_deleted` (segment, row). Checks each
-/// segment's checksums first, so a merge never copies damaged data.
-pub(crate) fn live_rows<'a>(
-    views: &[&'a SealedView],
-    also_deleted: &HashSet<(u64, u64)>,
-) -> Result<Vec<(u64, &'a [f32])>> {
+/// The rows of `view` as (row, id, vector), in row order: every row, or
+/// only the live ones.
+fn rows_of<'a>(
+    view: &'a SealedView,
+    with_deleted: bool,
+) -> impl Iterator<Item = (u64, u64, &'a [f32])> + 'a {
+    let seg = &view.segment;
+    seg.ids()
+        .iter()
+        .enumerate()
+        .filter(move |(row, _)| with_deleted || !view.deleted.contains(*row))
+        .map(move |(row, &id)| (row as u64, id, seg.row(row)))
+}
+
+/// The live rows of `views`, in segment then row order, as (id, vector).
+/// Checks each segment's checksums first, so that no damaged data is copied.
+pub(crate) fn live_rows<'a>(views: &[&'a SealedView]) -> Result<Vec<(u64, &'a [f32])>> {
     let mut rows = Vec::new();
     for view in views {
-        let seg = &view.segment;
-        seg.verify()?;
-        let ids = seg.ids();
-        for (row, &id) in ids.iter().enumerate() {
-            if !view.deleted.contains(row) && !also_deleted.contains(&(seg.id(), row as u64)) {
-                rows.push((id, seg.row(row)));
-            }
-        }
+        view.segment.verify()?;
+        rows.extend(rows_of(view, false).map(|(_, id, v)| (id, v)));
     }
     Ok(rows)
 }
@@ -142,25 +145,18 @@ pub(crate) fn merge_rows<'a>(
         .max_by_key(|(_, v)| (v.segment.rows(), std::cmp::Reverse(v.segment.id())))
         .map(|(i, _)| i);
     let reuse = largest.filter(|&i| views.len() > 1 && views[i].dead_share() <= VACUUM_SHARE);
+    // The reused graph's rows first, every one in its order; then the
+    // others' live rows.
+    let order = reuse
+        .into_iter()
+        .chain((0..views.len()).filter(|&i| Some(i) != reuse));
     let mut rows = Vec::new();
     let mut sources = Vec::new();
-    if let Some(i) = reuse {
-        let seg = &views[i].segment;
-        for (row, &id) in seg.ids().iter().enumerate() {
-            rows.push((id, seg.row(row)));
-            sources.push((seg.id(), row as u64));
-        }
-    }
-    for (i, v) in views.iter().enumerate() {
-        if Some(i) == reuse {
-            continue;
-        }
-        let seg = &v.segment;
-        for (row, &id) in seg.ids().iter().enumerate() {
-            if !v.deleted.contains(row) {
-                rows.push((id, seg.row(row)));
-                sources.push((seg.id(), row as u64));
-            }
+    for i in order {
+        let view = views[i];
+        for (row, id, vector) in rows_of(view, Some(i) == reuse) {
+            rows.push((id, vector));
+            sources.push((view.segment.id(), row));
         }
     }
     let dist = |a: &[f32], b: &[f32]| scorer.distance(a, b);
