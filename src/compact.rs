@@ -25,7 +25,6 @@ use crate::state::{SealedView, SnapshotState};
 use crate::writer::Writer;
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Default largest segment a compaction writes, in rows.
@@ -256,11 +255,9 @@ impl Writer {
             });
         }
         let db = self.db.clone();
-        if db.failed.load(Ordering::Acquire) {
-            return Err(Error::WriterFailed);
-        }
         // The background merger switches only between compactions.
         let _commits = db.lock_commits();
+        db.failed.check()?;
         let base = db.published.load();
         let stats_before = Database::stats_of(&db, &base)?;
         let force = options.m.is_some() || options.ef_construction.is_some();
@@ -314,7 +311,7 @@ impl Writer {
             Err(e) => {
                 // A corrupt source is found before anything is written.
                 if !matches!(e, Error::Corrupted { .. }) {
-                    db.failed.store(true, Ordering::Release);
+                    db.failed.record(&e);
                 }
                 Err(e)
             }

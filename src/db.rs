@@ -337,11 +337,10 @@ impl Database {
     /// writer lives returns [`Error::WriterBusy`].
     ///
     /// # Errors
-    /// [`Error::WriterBusy`]; [`Error::WriterFailed`] after a failed commit.
+    /// [`Error::WriterBusy`]; [`Error::WriterFailed`] after a failed commit, compaction or
+    /// merge switch.
     pub fn writer(&self) -> Result<Writer> {
-        if self.inner.failed.load(Ordering::Acquire) {
-            return Err(Error::WriterFailed);
-        }
+        self.inner.failed.check()?;
         if self
             .inner
             .writer_taken

@@ -134,12 +134,14 @@ pub enum Error {
         why: &'static str,
     },
 
-    /// An earlier commit failed after it had started writing; the in-memory
-    /// state can no longer be trusted to match the disk. Reopen the database.
-    #[error(
-        "the writer failed in an earlier commit and refuses further work: reopen the database"
-    )]
-    WriterFailed,
+    /// An earlier commit, compaction or background merge failed after it had
+    /// started changing the manifest; the in-memory state can no longer be
+    /// trusted to match the disk. Reopen the database.
+    #[error("the database refuses further changes after an earlier failure ({cause}): reopen it")]
+    WriterFailed {
+        /// The message of the failure that stopped it.
+        cause: String,
+    },
 
     /// An operating-system I/O error.
     #[error("I/O error on {path}: {source}")]
@@ -180,6 +182,11 @@ impl Error {
                 why: "the manifest is open elsewhere",
             },
             redb::Error::Corrupted(what) => Error::corrupted(file, what),
+            // Not damage: redb refuses every write after one failed.
+            redb::Error::PreviousIo => Error::io(
+                file,
+                std::io::Error::other("an earlier write to it failed: reopen the database"),
+            ),
             other => Error::corrupted(file, other.to_string()),
         }
     }

@@ -2,7 +2,7 @@
 //! the merger and every snapshot reach the manifest, the files and the
 //! published state through it.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fs::{LockGuard, Vfs};
 use crate::graph::{Graph, GraphParams};
 use crate::kernels::Kernels;
@@ -16,6 +16,43 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+/// Set once a commit, a compaction or a merge's switch failed after it had
+/// started changing the manifest: the manifest may then hold the change
+/// while the published state does not, and nothing may change either until
+/// the database is reopened. The first failure's message is kept, so that
+/// whoever is refused next learns why (a merge on the background thread may
+/// have hit it).
+#[derive(Debug, Default)]
+pub(crate) struct Failure {
+    set: AtomicBool,
+    cause: Mutex<Option<String>>,
+}
+
+impl Failure {
+    /// Marks the database failed by `cause`, unless it already was.
+    pub(crate) fn record(&self, cause: &Error) {
+        let mut first = self.cause.lock().unwrap_or_else(PoisonError::into_inner);
+        first.get_or_insert_with(|| cause.to_string());
+        self.set.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    /// [`Error::WriterFailed`] with the first failure's message, once one
+    /// was recorded.
+    pub(crate) fn check(&self) -> Result<()> {
+        if !self.is_set() {
+            return Ok(());
+        }
+        let cause = self.cause.lock().unwrap_or_else(PoisonError::into_inner);
+        Err(Error::WriterFailed {
+            cause: cause.clone().unwrap_or_default(),
+        })
+    }
+}
+
 /// The shared state behind every clone of a [`Database`](crate::Database),
 /// its writer, its merger and its snapshots.
 #[derive(Debug)]
@@ -28,8 +65,9 @@ pub(crate) struct DbInner {
     pub(crate) kernels: &'static Kernels,
     /// A [`Writer`](crate::Writer) exists.
     pub(crate) writer_taken: AtomicBool,
-    /// A commit failed part way: refuse further commits until reopened.
-    pub(crate) failed: AtomicBool,
+    /// A change to the manifest failed part way: refuse further changes
+    /// until reopened.
+    pub(crate) failed: Failure,
     /// Searches counted by every snapshot of this handle.
     pub(crate) queries: Arc<QueryStats>,
     /// Held by whoever changes the manifest and publishes: a commit, a
@@ -66,7 +104,7 @@ impl DbInner {
             options,
             kernels,
             writer_taken: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
+            failed: Failure::default(),
             queries: Arc::default(),
             commit_lock: Mutex::new(()),
             next_segment_id: AtomicU64::new(next_segment_id),
@@ -149,8 +187,8 @@ impl DbInner {
             .manifest
             .commit(&[], |_| Ok(update))
             .and_then(|()| self.manifest.reader());
-        if committed.is_err() {
-            self.failed.store(true, Ordering::Release);
+        if let Err(e) = &committed {
+            self.failed.record(e);
         }
         committed
     }

@@ -173,7 +173,7 @@ fn run(db: &DbInner, cancel: &AtomicBool, error: &Mutex<Option<Error>>) {
 
 /// Runs one merge if the policy picks one; returns whether it did.
 pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
-    if db.failed.load(Ordering::Acquire) {
+    if db.failed.is_set() {
         return Ok(false);
     }
     let base = db.published.load();
@@ -200,7 +200,7 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
     let _commits = db.lock_commits();
     let current = db.published.load();
     let still_live = inputs.iter().all(|&i| current.segment(i).is_some());
-    if !still_live || cancel.load(Ordering::Acquire) || db.failed.load(Ordering::Acquire) {
+    if !still_live || cancel.load(Ordering::Acquire) || db.failed.is_set() {
         // A compaction replaced an input meanwhile, or the database closes:
         // the merged files are named by no manifest.
         seg.retire();
@@ -252,7 +252,7 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
 /// it; returns whether it did. Segments in `tried` are skipped (a segment
 /// too small to need a curve is tried once).
 fn calibrate_once(db: &DbInner, tried: &mut HashSet<u64>, cancel: &AtomicBool) -> Result<bool> {
-    if db.failed.load(Ordering::Acquire) {
+    if db.failed.is_set() {
         return Ok(false);
     }
     let base = db.published.load();
@@ -271,7 +271,7 @@ fn calibrate_once(db: &DbInner, tried: &mut HashSet<u64>, cancel: &AtomicBool) -
     };
     let _commits = db.lock_commits();
     let current = db.published.load();
-    if current.segment(id).is_none() || db.failed.load(Ordering::Acquire) {
+    if current.segment(id).is_none() || db.failed.is_set() {
         return Ok(true);
     }
     let update = Update {

@@ -219,9 +219,7 @@ impl Writer {
     /// reached the disk, and the reopened database holds the state before it
     /// or the state after it, never a mixture.
     pub fn commit(&mut self) -> Result<CommitInfo> {
-        if self.db.failed.load(Ordering::Acquire) {
-            return Err(Error::WriterFailed);
-        }
+        self.db.failed.check()?;
         if self.staged.is_empty() {
             return Ok(CommitInfo {
                 generation: self.db.published.load().state.generation,
@@ -234,6 +232,8 @@ impl Writer {
         let db = self.db.clone();
         let committed = {
             let _commits = db.lock_commits();
+            // A merge's switch may have failed while this commit waited.
+            db.failed.check()?;
             self.commit_staged()
         };
         match committed {
@@ -243,7 +243,7 @@ impl Writer {
                 Ok(info)
             }
             Err(e) => {
-                db.failed.store(true, Ordering::Release);
+                db.failed.record(&e);
                 Err(e)
             }
         }

@@ -520,8 +520,14 @@ fn run_script(fs: &FaultFs, errno: Option<i32>) -> Result<Ending, String> {
                     let merge_files =
                         matches!(step, Step::Merge) && !fired.path.ends_with(quiver_manifest());
                     let poisoned = wrote && !merge_files;
-                    if poisoned && !matches!(writer.commit(), Err(Error::WriterFailed)) {
-                        return Err(format!("step {i}: the writer commits after a failure"));
+                    // The refusal names the failure that caused it.
+                    let refused = |r: Result<_, Error>| {
+                        matches!(r, Err(Error::WriterFailed { cause }) if cause == e.to_string())
+                    };
+                    if poisoned && !refused(writer.commit().map(drop)) {
+                        return Err(format!(
+                            "step {i}: the writer commits after a failure, or is refused without its cause"
+                        ));
                     }
                     if merge_files && writer.commit().is_err() {
                         return Err(format!(
@@ -529,7 +535,7 @@ fn run_script(fs: &FaultFs, errno: Option<i32>) -> Result<Ending, String> {
                         ));
                     }
                     w = None;
-                    if poisoned && !matches!(d.writer(), Err(Error::WriterFailed)) {
+                    if poisoned && !refused(d.writer().map(drop)) {
                         return Err(format!("step {i}: a new writer after a failure"));
                     }
                 }
@@ -968,9 +974,9 @@ fn failed_sync_fails_the_commit_and_the_writer_refuses_more() {
             db.get(2).unwrap().is_none(),
             "a failed commit must not be visible"
         );
-        assert!(matches!(w.commit(), Err(Error::WriterFailed)));
+        assert!(matches!(w.commit(), Err(Error::WriterFailed { .. })));
         drop(w);
-        assert!(matches!(db.writer(), Err(Error::WriterFailed)));
+        assert!(matches!(db.writer(), Err(Error::WriterFailed { .. })));
         drop(db);
         // After a power cut, the disk holds the last good commit.
         let db = Database::open_with_vfs(Arc::new(mem.crash()), DIR, options).unwrap();

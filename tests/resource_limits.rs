@@ -170,13 +170,17 @@ fn disk_full_child() {
                     .unwrap();
             }
             Err(e) => {
+                // A background merge may hit the limit first: its switch
+                // fails, and the commit that follows is refused with its error.
+                let efbig = io::Error::from_raw_os_error(libc::EFBIG).to_string();
                 let errno = match &e {
                     Error::Io { source, .. } => source.raw_os_error().unwrap_or(-1),
+                    Error::WriterFailed { cause } if cause.contains(&efbig) => libc::EFBIG,
                     _ => -1,
                 };
                 log.write_all(format!("failed {g} errno {errno}: {e}\n").as_bytes())
                     .unwrap();
-                let refused = matches!(w.commit(), Err(Error::WriterFailed));
+                let refused = matches!(w.commit(), Err(Error::WriterFailed { .. }));
                 log.write_all(format!("refused {refused}\n").as_bytes())
                     .unwrap();
                 return;

@@ -258,7 +258,7 @@ impl Run {
             Ok(v) => Some(v),
             Err(e) if self.tripped() => {
                 assert!(
-                    matches!(e, Error::Io { .. } | Error::WriterFailed),
+                    matches!(e, Error::Io { .. } | Error::WriterFailed { .. }),
                     "{what} failed after an I/O error with {e:?}"
                 );
                 None
