@@ -32,6 +32,26 @@ pub enum Error {
         value: f32,
     },
 
+    /// An L2 or inner-product vector too large or too small for its
+    /// distances to fit in f32: they would overflow to infinity, or underflow
+    /// until different vectors tie at distance 0.
+    #[error("vector value at position {position}, its largest in magnitude, is {largest:e}: a {dim}-dimensional {metric} database takes 0 or magnitudes within [{min:e}, {max:e}], so that distances fit in f32; scale the vectors (or use cosine, which normalises them)")]
+    Magnitude {
+        /// Position of the vector's largest component (in magnitude) in the
+        /// slice that was passed in.
+        position: usize,
+        /// That component.
+        largest: f32,
+        /// The database's dimension.
+        dim: usize,
+        /// The database's metric.
+        metric: crate::Metric,
+        /// The smallest largest-magnitude a non-zero vector may have.
+        min: f32,
+        /// The largest magnitude a component may have.
+        max: f32,
+    },
+
     /// A cosine database cannot store or search with an all-zero vector.
     #[error("zero vector: cosine distance is undefined for a vector of norm 0")]
     ZeroVector,
@@ -155,6 +175,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// This error with the vector position it names moved by `offset`: for
+    /// a vector checked on its own that came from a longer slice.
+    pub(crate) fn at_offset(mut self, offset: usize) -> Self {
+        if let Error::NonFinite { position, .. } | Error::Magnitude { position, .. } = &mut self {
+            *position += offset;
+        }
+        self
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -62,7 +62,8 @@ impl Snapshot {
     ///
     /// # Errors
     /// [`Error::ZeroK`], [`Error::Dimension`], [`Error::NonFinite`],
-    /// [`Error::ZeroVector`] (cosine), or [`Error::Corrupted`] if a file it
+    /// [`Error::ZeroVector`] (cosine), [`Error::Magnitude`] (L2 and inner
+    /// product), or [`Error::Corrupted`] if a file it
     /// reads fails its checksum.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.search_with(query, &SearchParams::new(k))

@@ -98,7 +98,9 @@ impl Writer {
     ///
     /// # Errors
     /// [`Error::Dimension`], [`Error::NonFinite`], [`Error::ZeroVector`]
-    /// (cosine), [`Error::PayloadTooLarge`]. Nothing is staged on error.
+    /// (cosine), [`Error::Magnitude`] (L2 and inner product: components so
+    /// large or so small that distances would leave f32),
+    /// [`Error::PayloadTooLarge`]. Nothing is staged on error.
     pub fn upsert(&mut self, id: u64, vector: &[f32], payload: Option<&[u8]>) -> Result<()> {
         check_payload(payload)?;
         let prepared = prepare_vector(vector, self.db.dim(), self.db.metric(), self.db.kernels)?;
@@ -146,13 +148,8 @@ impl Writer {
             .chunks_exact(dim)
             .enumerate()
             .map(|(i, v)| {
-                prepare_vector(v, dim, self.db.metric(), self.db.kernels).map_err(|e| match e {
-                    Error::NonFinite { position, value } => Error::NonFinite {
-                        position: i * dim + position,
-                        value,
-                    },
-                    other => other,
-                })
+                prepare_vector(v, dim, self.db.metric(), self.db.kernels)
+                    .map_err(|e| e.at_offset(i * dim))
             })
             .collect::<Result<Vec<_>>>()?;
         for (i, (&id, v)) in ids.iter().zip(&prepared).enumerate() {

@@ -303,6 +303,68 @@ fn zero_vector_is_rejected_for_cosine() {
     assert!(matches!(db.search(&[0.0; 4], 1), Err(Error::ZeroVector)));
 }
 
+/// Vectors at the edges of f32: cosine ranks them whatever their scale, L2
+/// and inner product refuse magnitudes whose distances would overflow or
+/// underflow, at upsert, in a batch (naming the position) and as a query.
+#[test]
+fn magnitudes_at_the_edges_of_f32_are_ranked_or_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Database::open(tmp.path().join("cos"), Options::new(4, Metric::Cosine)).unwrap();
+    let mut w = db.writer().unwrap();
+    // Directions 0°, 10°, 20°, ... in the first plane, each at another scale.
+    let scales = [1e19f32, 1e-30, 1.0, 1e30, 1e-37, 3e-20];
+    for (i, scale) in scales.iter().enumerate() {
+        let a = (i as f32 * 10.0).to_radians();
+        w.upsert(i as u64, &[a.cos() * scale, a.sin() * scale, 0.0, 0.0], None)
+            .unwrap();
+    }
+    w.commit().unwrap();
+    for query_scale in [1e-35f32, 1e25] {
+        let hits = db.search(&[query_scale, 0.0, 0.0, 0.0], 6).unwrap();
+        let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+        assert_eq!(ids, vec![0, 1, 2, 3, 4, 5], "query scale {query_scale:e}");
+        assert!(hits.iter().all(|h| h.distance.is_finite()));
+    }
+
+    for metric in [Metric::L2, Metric::InnerProduct] {
+        let dir = tmp.path().join(metric.to_string());
+        let db = Database::open(&dir, Options::new(4, metric)).unwrap();
+        let mut w = db.writer().unwrap();
+        for bad in [1e19f32, -1e-30] {
+            let v = [0.0, bad, 0.0, 0.0];
+            let err = w.upsert(1, &v, None).unwrap_err();
+            assert!(
+                matches!(err, Error::Magnitude { position: 1, largest, .. } if largest == bad),
+                "{metric} {bad:e}: {err:?}"
+            );
+            assert!(err.to_string().contains("scale the vectors"), "{err}");
+            let batch = [[0.5f32; 4], v].concat();
+            assert!(matches!(
+                w.upsert_batch(&[1, 2], &batch, None),
+                Err(Error::Magnitude { position: 5, .. })
+            ));
+            assert!(matches!(
+                db.search(&v, 1),
+                Err(Error::Magnitude { position: 1, .. })
+            ));
+        }
+        assert_eq!(w.pending(), 0, "{metric}: a refused vector stages nothing");
+        // Small but in range: still ranked by distance.
+        w.upsert(1, &[1e-9, 0.0, 0.0, 0.0], None).unwrap();
+        w.upsert(2, &[2e-9, 0.0, 0.0, 0.0], None).unwrap();
+        w.commit().unwrap();
+        if metric == Metric::L2 {
+            let ids: Vec<u64> = db
+                .search(&[1.1e-9, 0.0, 0.0, 0.0], 2)
+                .unwrap()
+                .iter()
+                .map(|h| h.id)
+                .collect();
+            assert_eq!(ids, vec![1, 2]);
+        }
+    }
+}
+
 #[test]
 fn zero_dimension_is_invalid() {
     let tmp = tempfile::tempdir().unwrap();
