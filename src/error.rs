@@ -60,13 +60,6 @@ pub enum Error {
     #[error("k must be at least 1")]
     ZeroK,
 
-    /// The id is not in the database (nor staged in this writer).
-    #[error("unknown id {id}")]
-    UnknownId {
-        /// The id that was asked for.
-        id: u64,
-    },
-
     /// A batch call got slices of different lengths.
     #[error("batch length mismatch: {ids} ids but {other} {what}")]
     BatchLength {

@@ -170,13 +170,43 @@ impl Writer {
         );
     }
 
-    /// Stages the deletion of `id`.
+    /// Stages the deletion of `id`; returns whether it was there to delete.
+    ///
+    /// Deleting is idempotent, as in most key-value stores: an id that is
+    /// neither committed nor staged (or is already staged for deletion)
+    /// stages nothing and returns `false`. An id staged by
+    /// [`upsert`](Self::upsert) in this writer and not committed before has
+    /// its upsert cancelled.
     ///
     /// # Errors
-    /// [`Error::UnknownId`] if `id` is neither committed nor staged (or is
-    /// already staged for deletion).
-    pub fn delete(&mut self, id: u64) -> Result<()> {
+    /// [`Error::Corrupted`] or [`Error::Io`] if the manifest cannot be read.
+    pub fn delete(&mut self, id: u64) -> Result<bool> {
         let committed = self.db.published.load().reader.location(id)?.is_some();
+        Ok(self.stage_delete(id, committed))
+    }
+
+    /// Stages the deletion of every id in `ids`, as [`delete`](Self::delete)
+    /// does one by one; returns how many were there to delete (an id given
+    /// twice counts once).
+    ///
+    /// # Errors
+    /// As [`delete`](Self::delete); nothing is staged on error.
+    pub fn delete_batch(&mut self, ids: &[u64]) -> Result<usize> {
+        let reader = &self.db.published.load().reader;
+        let committed = ids
+            .iter()
+            .map(|&id| Ok(reader.location(id)?.is_some()))
+            .collect::<Result<Vec<bool>>>()?;
+        Ok(ids
+            .iter()
+            .zip(committed)
+            .filter(|&(&id, committed)| self.stage_delete(id, committed))
+            .count())
+    }
+
+    /// Stages the deletion of `id`, committed or not; returns whether there
+    /// was something to delete.
+    fn stage_delete(&mut self, id: u64, committed: bool) -> bool {
         match self.staged.get(&id) {
             Some(Staged::Upsert { .. }) if committed => {
                 self.staged.insert(id, Staged::Delete);
@@ -187,9 +217,9 @@ impl Writer {
             None if committed => {
                 self.staged.insert(id, Staged::Delete);
             }
-            Some(Staged::Delete) | None => return Err(Error::UnknownId { id }),
+            Some(Staged::Delete) | None => return false,
         }
-        Ok(())
+        true
     }
 
     /// Number of staged changes.

@@ -191,15 +191,28 @@ fn delete_hides_the_id_from_search_and_get() {
 }
 
 #[test]
-fn deleting_an_unknown_id_is_reported() {
+fn deleting_is_idempotent_and_says_whether_the_id_was_there() {
     let tmp = tempfile::tempdir().unwrap();
     let db = open(&tmp.path().join("db"));
     let mut w = db.writer().unwrap();
-    assert!(matches!(w.delete(99), Err(Error::UnknownId { id: 99 })));
-    w.upsert(5, &[0.5; 8], None).unwrap();
-    w.delete(5).unwrap(); // staged only: cancels the upsert
+    assert!(!w.delete(99).unwrap(), "never there");
     assert_eq!(w.pending(), 0);
-    assert!(matches!(w.delete(5), Err(Error::UnknownId { id: 5 })));
+    w.upsert(5, &[0.5; 8], None).unwrap();
+    assert!(w.delete(5).unwrap()); // staged only: cancels the upsert
+    assert_eq!(w.pending(), 0);
+    assert!(!w.delete(5).unwrap());
+    for id in 0..4 {
+        w.upsert(id, &[id as f32; 8], None).unwrap();
+    }
+    w.commit().unwrap();
+    // Twice in one call counts once; unknown ids count zero.
+    assert_eq!(w.delete_batch(&[1, 1, 2, 99, 2]).unwrap(), 2);
+    assert_eq!(w.pending(), 2);
+    assert_eq!(w.delete_batch(&[1, 2]).unwrap(), 0, "already staged");
+    let info = w.commit().unwrap();
+    assert_eq!(info.deleted, 2);
+    assert_eq!(db.len(), 2);
+    assert!(db.get(1).unwrap().is_none() && db.get(3).unwrap().is_some());
 }
 
 #[test]
@@ -315,8 +328,12 @@ fn magnitudes_at_the_edges_of_f32_are_ranked_or_refused() {
     let scales = [1e19f32, 1e-30, 1.0, 1e30, 1e-37, 3e-20];
     for (i, scale) in scales.iter().enumerate() {
         let a = (i as f32 * 10.0).to_radians();
-        w.upsert(i as u64, &[a.cos() * scale, a.sin() * scale, 0.0, 0.0], None)
-            .unwrap();
+        w.upsert(
+            i as u64,
+            &[a.cos() * scale, a.sin() * scale, 0.0, 0.0],
+            None,
+        )
+        .unwrap();
     }
     w.commit().unwrap();
     for query_scale in [1e-35f32, 1e25] {

@@ -87,7 +87,15 @@ fn create_import_search_get_delete_stats_verify_round_trip() {
     let o = quiver(&[&"delete", &db, &"17", &"18"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_fails(&quiver(&[&"get", &db, &"17"]), 2, "id 17 is not in");
-    assert_fails(&quiver(&[&"delete", &db, &"999999"]), 2, "999999");
+    // Deleting is idempotent: ids not there are named, not an error.
+    let o = quiver(&[&"delete", &db, &"18", &"999999", &"18"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("deleted 0 ids"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("not present, nothing to delete: [18, 999999]"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = quiver(&[&"stats", &db, &"--json"]);
     assert!(o.status.success(), "{}", stderr(&o));

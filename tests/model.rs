@@ -25,7 +25,7 @@
 //! - a held snapshot passes the same checks against the rows and generation
 //!   of when it was taken.
 //!
-//! Per operation: an unknown id's delete is `Err(UnknownId)` and stages
+//! Per operation: an unknown id's delete returns `false` and stages
 //! nothing; an invalid upsert is an error and stages nothing; `commit`
 //! reports the generation, upserts and deletes the model predicts; dropping
 //! the writer or reopening discards what was staged; a second writer is
@@ -395,18 +395,12 @@ impl Harness {
     fn delete(&mut self, id: u64) -> TestCaseResult {
         let w = self.writer()?;
         let before = w.pending();
-        let got = w.delete(id);
+        let got = w.delete(id)?;
         let after = w.pending();
-        if self.model.delete(id) {
-            got?;
-        } else {
-            prop_assert!(
-                matches!(got, Err(Error::UnknownId { id: e }) if e == id),
-                "delete of unknown id {}: {:?}",
-                id,
-                got
-            );
-            prop_assert_eq!(after, before, "a refused delete stages nothing");
+        let existed = self.model.delete(id);
+        prop_assert_eq!(got, existed, "delete of {} says whether it was there", id);
+        if !existed {
+            prop_assert_eq!(after, before, "deleting an absent id stages nothing");
         }
         Ok(())
     }

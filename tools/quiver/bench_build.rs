@@ -208,7 +208,9 @@ pub fn build(
     for (i, ops) in churn.chunks(step).enumerate() {
         for op in ops {
             match *op {
-                ChurnOp::Delete(row) => writer.delete(base.ids[row])?,
+                ChurnOp::Delete(row) => {
+                    writer.delete(base.ids[row])?;
+                }
                 ChurnOp::Move { row, from } => writer.upsert(
                     base.ids[row],
                     &base.vectors[from * dim..(from + 1) * dim],

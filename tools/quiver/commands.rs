@@ -299,20 +299,29 @@ pub fn get(args: &GetArgs) -> CliResult {
     Ok(Outcome::Done)
 }
 
-/// `quiver delete`: all ids in one commit, or none if one is unknown.
+/// `quiver delete`: the ids that are there, in one commit; the others are
+/// named and left alone, as deleting is idempotent.
 pub fn delete(args: &DeleteArgs) -> CliResult {
     let db = open(&args.dir)?;
-    let mut writer = db.writer()?;
+    let mut absent = Vec::new();
     for &id in &args.ids {
-        writer.delete(id)?;
+        if db.get(id)?.is_none() {
+            absent.push(id);
+        }
     }
+    absent.sort_unstable();
+    absent.dedup();
+    let mut writer = db.writer()?;
+    let deleted = writer.delete_batch(&args.ids)?;
     let info = writer.commit()?;
     say!(
-        "deleted {} ids (generation {}, {} live rows)",
-        args.ids.len(),
+        "deleted {deleted} ids (generation {}, {} live rows)",
         info.generation,
         db.len()
     );
+    if !absent.is_empty() {
+        say!("not present, nothing to delete: {absent:?}");
+    }
     Ok(Outcome::Done)
 }
 
