@@ -1100,4 +1100,41 @@ mod tests {
         assert!(SegmentMeta::decode(&b).is_err());
         assert!(SegmentMeta::decode(&b[..5]).is_err());
     }
+
+    #[test]
+    fn entry_checksums_bind_the_table_and_the_key() {
+        let crc = bytes_crc(PAYLOADS, 1, b"value");
+        assert_ne!(crc, bytes_crc(PAYLOADS, 2, b"value"));
+        assert_ne!(crc, bytes_crc(CALIBRATION, 1, b"value"));
+        assert_ne!(crc, bytes_crc(PAYLOADS, 1, b"valuf"));
+        assert_ne!(tombstone_crc((1, 2)), tombstone_crc((2, 1)));
+        let path = Path::new("quiver.redb");
+        let loc = Location { segment: 3, row: 4 };
+        let good = (3, 4, location_crc(9, loc));
+        assert_eq!(decode_location(path, 9, good).unwrap(), (9, loc));
+        assert!(decode_location(path, 8, good).is_err());
+        assert!(decode_location(path, 9, (3, 5, good.2)).is_err());
+    }
+
+    #[test]
+    fn counters_checksum_covers_every_entry_but_its_own() {
+        let state = State {
+            generation: 5,
+            next_segment_id: 2,
+            next_growing_row: 7,
+        };
+        let mut entries = state.entries();
+        entries.insert(CRC_KEY.into(), u64::from(counters_crc(STATE, &entries)));
+        let path = Path::new("quiver.redb");
+        check_counters(path, STATE, &entries).unwrap();
+        assert!(check_counters(path, CONFIG, &entries).is_err());
+        let mut changed = entries.clone();
+        changed.insert("generation".into(), 6);
+        assert!(check_counters(path, STATE, &changed).is_err());
+        let mut extra = entries.clone();
+        extra.insert("other".into(), 0);
+        assert!(check_counters(path, STATE, &extra).is_err());
+        entries.remove(CRC_KEY);
+        assert!(check_counters(path, STATE, &entries).is_err());
+    }
 }
