@@ -517,7 +517,7 @@ impl Database {
     ///
     /// # Errors
     /// [`Error::Corrupted`] naming the first damaged file found; see
-    /// [`Database::check`] for all of them, and [`crate::verify`] for a
+    /// [`Database::check`] for all of them, and [`verify`](crate::verify()) for a
     /// check of a directory that may not open.
     pub fn verify(&self) -> Result<()> {
         match self.check().into_iter().next() {

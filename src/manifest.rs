@@ -382,19 +382,18 @@ impl Manifest {
 
     /// Rewrites a version-1 manifest as version 2, in one transaction: every
     /// entry gets its checksum. Does nothing to a manifest of version 2.
-    /// Returns whether it upgraded.
     ///
     /// Version 1 checksummed nothing, so damage from before the upgrade is
     /// sealed in with the rest; [`Manifest::check_integrity`] first finds
     /// what redb's page checksums can.
-    pub fn upgrade(&self) -> Result<bool> {
+    pub fn upgrade(&self) -> Result<()> {
         guarded(&self.path, || {
             let tx = self.db.begin_read().map_err(|e| self.err(e))?;
             let version =
                 read_config(&tx, &self.path)?.and_then(|c| c.get("format_version").copied());
             drop(tx);
             if version != Some(1) {
-                return Ok(false);
+                return Ok(());
             }
             let e = |err: redb::StorageError| self.err(err);
             let tx = self.db.begin_write().map_err(|e| self.err(e))?;
@@ -430,8 +429,7 @@ impl Manifest {
                 t.insert(id, (record, bytes_crc(CALIBRATION, id, record)))
                     .map(drop)
             })?;
-            tx.commit().map_err(|e| self.err(e))?;
-            Ok(true)
+            tx.commit().map_err(|e| self.err(e))
         })
     }
 
