@@ -155,6 +155,41 @@ fn newer_manifest_format_version_is_reported_as_such() {
     }
 }
 
+/// Writes `key = value` into the `config` table of the manifest at `path`
+/// through redb, leaving its `crc` entry as it was.
+fn set_config(path: &Path, key: &str, value: u64) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("config");
+        tx.open_table(table).unwrap().insert(key, value).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// Without the checksum a changed metric would be an options mismatch, or,
+/// opened with the stored options, a database scored with the wrong metric.
+#[test]
+fn changed_config_value_fails_its_checksum() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    let manifest = tmp.path().join("quiver.redb");
+    set_config(&manifest, "metric", 1);
+    assert_corrupted_naming(Database::open(tmp.path(), options()), &manifest);
+    assert_corrupted_naming(Database::open_existing(tmp.path()), &manifest);
+}
+
+/// A version 2 damaged to 1 would skip every checksum; the `crc` entry that
+/// version 1 never had gives it away.
+#[test]
+fn manifest_version_damaged_to_1_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    let manifest = tmp.path().join("quiver.redb");
+    set_config(&manifest, "format_version", 1);
+    assert_corrupted_naming(Database::open(tmp.path(), options()), &manifest);
+}
+
 #[test]
 fn truncated_manifest_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
