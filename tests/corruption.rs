@@ -979,19 +979,14 @@ fn manifest_blame(fx: &Fixture) -> Blame {
     }
 }
 
-/// redb checks its page checksums only in its integrity check, not on
-/// ordinary reads, so damage inside `quiver.redb` is caught when the database
-/// is opened with `verify_on_open` (or by `quiver verify`), which runs it.
-#[test]
-fn damaged_manifest_file_gives_right_answers_or_an_error_when_verified_on_open() {
-    let mut fx = Fixture::new();
-    fx.verify_on_open = true;
+/// Flips 400 seeded bytes of the manifest, one per case, half anywhere in
+/// the file (mostly free space), half in its non-zero bytes (headers and live
+/// pages): each must give the right answers or an error naming the damage.
+fn sweep_manifest_flips(fx: &Fixture, kind: &str) {
     let (mut anywhere, mut used) = Default::default();
-    let blame = manifest_blame(&fx);
+    let blame = manifest_blame(fx);
     let good = fx.bytes(MANIFEST).to_vec();
     let mut rng = Rng::new(0x4edb);
-    // Half the flips anywhere in the file (mostly free space), half in its
-    // non-zero bytes (headers and live pages).
     let non_zero: Vec<usize> = (0..good.len()).filter(|&i| good[i] != 0).collect();
     for i in 0..400 {
         let at = if i % 2 == 0 {
@@ -1008,7 +1003,7 @@ fn damaged_manifest_file_gives_right_answers_or_an_error_when_verified_on_open()
         fx.run(&case, Expect::Either, &blame, tally);
     }
     report(
-        "manifest file",
+        kind,
         &[
             ("flips anywhere", &anywhere),
             ("flips of non-zero bytes", &used),
@@ -1016,80 +1011,19 @@ fn damaged_manifest_file_gives_right_answers_or_an_error_when_verified_on_open()
     );
 }
 
-/// The bytes of every stored value of the fixture's manifest, as redb
-/// encodes them: each payload, each growing vector, each `ids` entry.
-fn manifest_values(fx: &Fixture) -> Vec<(String, Vec<u8>)> {
-    let db = redb::Database::open(fx.path(MANIFEST)).unwrap();
-    let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
-    let mut values = Vec::new();
-    let payloads: redb::TableDefinition<u64, (&[u8], u32)> = redb::TableDefinition::new("payloads");
-    for entry in tx.open_table(payloads).unwrap().iter().unwrap() {
-        let (id, value) = entry.unwrap();
-        values.push((
-            format!("payload of {}", id.value()),
-            value.value().0.to_vec(),
-        ));
-    }
-    let growing: redb::TableDefinition<u64, (u64, &[u8], u32)> =
-        redb::TableDefinition::new("growing");
-    for entry in tx.open_table(growing).unwrap().iter().unwrap() {
-        let (row, value) = entry.unwrap();
-        values.push((
-            format!("growing row {}", row.value()),
-            value.value().1.to_vec(),
-        ));
-    }
-    let ids: redb::TableDefinition<u64, (u64, u64, u32)> = redb::TableDefinition::new("ids");
-    for entry in tx.open_table(ids).unwrap().iter().unwrap() {
-        let (id, value) = entry.unwrap();
-        let (segment, row, crc) = value.value();
-        let mut bytes = segment.to_le_bytes().to_vec();
-        bytes.extend(row.to_le_bytes());
-        bytes.extend(crc.to_le_bytes());
-        values.push((format!("location of {}", id.value()), bytes));
-    }
-    values
+/// With `verify_on_open`, redb's integrity check runs over every page first.
+#[test]
+fn damaged_manifest_file_gives_right_answers_or_an_error_when_verified_on_open() {
+    let mut fx = Fixture::new();
+    fx.verify_on_open = true;
+    sweep_manifest_flips(&fx, "manifest file, verified on open");
 }
 
-/// Without `verify_on_open` (so without redb's page checksums), a byte
-/// flipped inside a stored value is caught by the value's own checksum: at
-/// open or by `verify`, and every read before that errs or is right.
+/// Without it, the entry checksums (and `guarded`, for redb's panics) are
+/// what stands between a damaged page and a wrong answer.
 #[test]
-fn flipped_manifest_value_bytes_are_refused_without_verify_on_open() {
-    let fx = Fixture::new();
-    let values = manifest_values(&fx);
-    let good = fx.bytes(MANIFEST).to_vec();
-    let blame = Blame::file(fx.path(MANIFEST));
-    let mut rng = Rng::new(0xba1);
-    let (mut payloads, mut growing, mut locations) = Default::default();
-    for (what, value) in &values {
-        let found = find_all(&good, value);
-        assert!(!found.is_empty(), "{what} is not in the manifest");
-        for _ in 0..3 {
-            let at = rng.below(value.len() as u64) as usize;
-            let mask = (rng.below(255) + 1) as u8;
-            let mut bad = good.clone();
-            for &copy in &found {
-                bad[copy + at] ^= mask;
-            }
-            fx.damage(MANIFEST, &bad);
-            let tally = match what.split(' ').next() {
-                Some("payload") => &mut payloads,
-                Some("growing") => &mut growing,
-                _ => &mut locations,
-            };
-            let case = format!("{what}: value byte {at} ^ {mask:#04x}");
-            fx.run(&case, Expect::Refused, &blame, tally);
-        }
-    }
-    report(
-        "manifest values",
-        &[
-            ("payload flips", &payloads),
-            ("growing vector flips", &growing),
-            ("location flips", &locations),
-        ],
-    );
+fn damaged_manifest_file_gives_right_answers_or_an_error_without_verify_on_open() {
+    sweep_manifest_flips(&Fixture::new(), "manifest file");
 }
 
 #[test]
