@@ -32,9 +32,10 @@ pub struct VerifyReport {
 
 /// Checks every file of the database in `dir` and reports every problem
 /// found, as `quiver verify` does. Holds the directory lock while it reads
-/// the files; if they pass, opens the database as [`Database::open_existing`]
-/// does (so a version-1 manifest is upgraded, as at any open) and checks its
-/// ids against its files.
+/// the files, and upgrades a version-1 manifest as every open does, but only
+/// once redb's page checksums have passed; if the files pass, opens the
+/// database as [`Database::open_existing`] does and checks its ids against
+/// its files.
 ///
 /// # Errors
 /// Only when the check cannot start: [`Error::NotADatabase`] if `dir` holds
