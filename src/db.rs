@@ -512,11 +512,13 @@ impl Database {
     }
 
     /// Checks the data checksums of every column and links file and every
-    /// graph link (in parallel), and that the manifest and the files agree.
+    /// graph link (in parallel), the checksum of every manifest entry, and
+    /// that the manifest and the files agree.
     ///
     /// # Errors
     /// [`Error::Corrupted`] naming the first damaged file found; see
-    /// [`Database::check`] for all of them.
+    /// [`Database::check`] for all of them, and [`verify`](crate::verify()) for a
+    /// check of a directory that may not open.
     pub fn verify(&self) -> Result<()> {
         match self.check().into_iter().next() {
             Some(e) => Err(e),
@@ -525,20 +527,28 @@ impl Database {
     }
 
     /// Every problem [`Database::verify`] finds, not just the first: one error
-    /// per damaged file (naming it), then any disagreement between the
-    /// manifest's ids and the files (an id pointing at a missing, deleted or
-    /// differently numbered row, or a live row without an id). Empty when all
-    /// is well.
+    /// per damaged region of a segment file (vector rows, id column, links
+    /// file) and per damaged manifest entry (naming its table and key), then,
+    /// if there were none, any disagreement between the manifest's ids and
+    /// the files (an id pointing at a missing, deleted or differently
+    /// numbered row, or a live row without an id). Empty when all is well.
     pub fn check(&self) -> Vec<Error> {
         let snap = self.inner.published.load();
         let mut problems: Vec<Error> = snap
             .segments
             .par_iter()
-            .filter_map(|s| s.segment.verify().err())
+            .flat_map_iter(|s| s.segment.check())
             .collect();
-        if !problems.is_empty() {
-            return problems;
+        problems.extend(snap.reader.check(snap.dim).problems);
+        if problems.is_empty() {
+            problems.extend(Database::check_ids(&snap));
         }
+        problems
+    }
+
+    /// The first disagreement between the ids of `snap`'s manifest and its
+    /// files, if there is one.
+    pub(crate) fn check_ids(snap: &SnapshotState) -> Option<Error> {
         let manifest = snap.reader.path();
         let disagree = |what: String| Error::corrupted(manifest, what);
         let growing: HashSet<u64> = snap.growing.live_rows().map(|r| r.0).collect();
@@ -586,15 +596,14 @@ impl Database {
                 None => Ok(()),
             }
         });
-        if let Err(e) = walked {
-            problems.push(e);
-        } else if ids != snap.len() {
-            problems.push(disagree(format!(
+        match walked {
+            Err(e) => Some(e),
+            Ok(()) if ids != snap.len() => Some(disagree(format!(
                 "{ids} ids are listed but {} rows are live",
                 snap.len()
-            )));
+            ))),
+            Ok(()) => None,
         }
-        problems
     }
 }
 

@@ -30,8 +30,14 @@ use crate::options::Metric;
 #[cfg(not(target_endian = "little"))]
 compile_error!("Quiver reads its files in place and supports little-endian targets only");
 
-/// Version of the on-disk format written by this build (column files and manifest).
+/// Version of the column-file format written by this build (links files
+/// have their own, [`LINKS_VERSION`](crate::graph::LINKS_VERSION)).
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Version of the manifest (`config["format_version"]` in `quiver.redb`)
+/// written by this build. Version 2 added a checksum to every entry; this
+/// build reads version 1 too and upgrades it when it loads it.
+pub const MANIFEST_VERSION: u64 = 2;
 
 /// Magic bytes at the start of a column file. The high byte and the newline
 /// catch files mangled by 7-bit or text-mode transfers, as PNG's magic does.

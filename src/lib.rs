@@ -64,6 +64,7 @@ mod state;
 pub mod synth;
 mod topk;
 mod vector;
+mod verify;
 mod writer;
 
 /// The README's example, compiled and run as a doctest.
@@ -75,7 +76,7 @@ pub use calibrate::DEFAULT_TARGET_RECALL;
 pub use compact::{compact, compact_with_progress, CompactOptions, CompactReport, PlannedSegment};
 pub use db::{Database, Stats};
 pub use error::{Error, Result};
-pub use format::FORMAT_VERSION;
+pub use format::{FORMAT_VERSION, MANIFEST_VERSION};
 pub use merge::{MAX_SEGMENT_ROWS, MERGE_RATIO, VACUUM_SHARE};
 pub use options::{
     Metric, Options, DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_GROWING_THRESHOLD,
@@ -86,4 +87,5 @@ pub use query_stats::QueryStats;
 pub use search::SearchParams;
 pub use snapshot::{Record, Snapshot};
 pub use topk::Hit;
+pub use verify::{verify, VerifyReport};
 pub use writer::{CommitInfo, Writer, MAX_PAYLOAD};

@@ -2,34 +2,49 @@
 //!
 //! | table | key → value | holds |
 //! |---|---|---|
-//! | `config` | `&str` → `u64` | `format_version`, `dim`, `metric` |
-//! | `state` | `&str` → `u64` | `generation`, `next_segment_id`, `next_growing_row` |
-//! | `segments` | segment id → record | the live sealed segments (the manifest proper) |
-//! | `ids` | user id → (segment, row) | where each live id's vector is; segment 0 is the growing segment |
-//! | `tombstones` | (segment, row) → () | sealed rows that were deleted or replaced |
-//! | `growing` | growing row → (user id, f32 bytes) | the growing segment's rows |
-//! | `payloads` | user id → bytes | payloads |
-//! | `calibration` | segment id → record | a segment's measured recall per `ef` (see `calibrate.rs`) |
+//! | `config` | `&str` → `u64` | `format_version`, `dim`, `metric`, `m`, `ef_construction`, `crc` |
+//! | `state` | `&str` → `u64` | `generation`, `next_segment_id`, `next_growing_row`, `crc` |
+//! | `segments` | segment id → (record, crc) | the live sealed segments (the manifest proper) |
+//! | `ids` | user id → (segment, row, crc) | where each live id's vector is; segment 0 is the growing segment |
+//! | `tombstones` | (segment, row) → crc | sealed rows that were deleted or replaced |
+//! | `growing` | growing row → (user id, f32 bytes, crc) | the growing segment's rows |
+//! | `payloads` | user id → (bytes, crc) | payloads |
+//! | `calibration` | segment id → (record, crc) | a segment's measured recall per `ef` (see `calibrate.rs`) |
 //!
 //! One redb write transaction per commit changes all of them at once: the redb
 //! commit is Quiver's only commit point.
+//!
+//! redb checks its page checksums only in its integrity check, so every entry
+//! carries a crc32 of its own (manifest version 2): over the table's name, the
+//! key and the value, so that a value changed, or moved to another key or
+//! table, fails it. `config` and `state` hold one `crc` entry over all their
+//! other entries instead. Every read checks it, and a failure is
+//! [`Error::Corrupted`] naming the manifest. A version-1 manifest (no
+//! checksums) is upgraded in one transaction when it is loaded.
 
 use crate::error::{Error, Result};
-use crate::format::{u32_at, u64_at, FORMAT_VERSION};
+use crate::format::{u32_at, u64_at, MANIFEST_VERSION};
 use crate::fs::{RedbFile, Vfs, VfsFile};
 use crate::options::{Metric, Options};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CONFIG: TableDefinition<&str, u64> = TableDefinition::new("config");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
-const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
-const IDS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("ids");
-const TOMBSTONES: TableDefinition<(u64, u64), ()> = TableDefinition::new("tombstones");
-const GROWING: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("growing");
-const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
-const CALIBRATION: TableDefinition<u64, &[u8]> = TableDefinition::new("calibration");
+const SEGMENTS: TableDefinition<u64, (&[u8], u32)> = TableDefinition::new("segments");
+const IDS: TableDefinition<u64, (u64, u64, u32)> = TableDefinition::new("ids");
+const TOMBSTONES: TableDefinition<(u64, u64), u32> = TableDefinition::new("tombstones");
+const GROWING: TableDefinition<u64, (u64, &[u8], u32)> = TableDefinition::new("growing");
+const PAYLOADS: TableDefinition<u64, (&[u8], u32)> = TableDefinition::new("payloads");
+const CALIBRATION: TableDefinition<u64, (&[u8], u32)> = TableDefinition::new("calibration");
+
+/// The key of the checksum entry of `config` and `state`.
+const CRC_KEY: &str = "crc";
+
+/// What a damaged manifest tells its reader to do.
+const RESTORE: &str = "restore the database from a backup";
 
 /// Segment id of the growing segment in `ids` and in [`Location`].
 pub const GROWING_SEGMENT: u64 = 0;
@@ -147,6 +162,20 @@ pub struct State {
     pub next_segment_id: u64,
     /// Row number the next growing row gets.
     pub next_growing_row: u64,
+}
+
+impl State {
+    /// The counters as the `state` table holds them.
+    fn entries(&self) -> BTreeMap<String, u64> {
+        [
+            ("generation", self.generation),
+            ("next_segment_id", self.next_segment_id),
+            ("next_growing_row", self.next_growing_row),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
 }
 
 /// A growing row as stored.
@@ -278,32 +307,14 @@ impl Manifest {
     pub fn config(&self) -> Result<Option<StoredConfig>> {
         guarded(&self.path, || {
             let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-            let table = match tx.open_table(CONFIG) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(self.err(e)),
+            let Some(entries) = read_config(&tx, &self.path)? else {
+                return Ok(None);
             };
-            let get = |key: &str| -> Result<Option<u64>> {
-                Ok(table.get(key).map_err(|e| self.err(e))?.map(|v| v.value()))
-            };
-            // `initialise` writes the whole config in one transaction: a config table
-            // without a version is damage, not a database that was never set up.
-            let version = get("format_version")?
-                .ok_or_else(|| Error::corrupted(&self.path, "config has no format_version"))?;
-            if version == 0 {
-                return Err(Error::corrupted(&self.path, "format version 0"));
-            }
-            if version > u64::from(FORMAT_VERSION) {
-                return Err(Error::UnsupportedVersion {
-                    file: self.path.clone(),
-                    found: version,
-                    supported: u64::from(FORMAT_VERSION),
-                });
-            }
+            let get = |key: &str| entries.get(key).copied();
             let missing =
                 |what: &str| Error::corrupted(&self.path, format!("config has no {what}"));
-            let dim = get("dim")?.ok_or_else(|| missing("dim"))?;
-            let metric = get("metric")?.ok_or_else(|| missing("metric"))?;
+            let dim = get("dim").ok_or_else(|| missing("dim"))?;
+            let metric = get("metric").ok_or_else(|| missing("metric"))?;
             let metric = u32::try_from(metric)
                 .ok()
                 .and_then(Metric::from_code)
@@ -316,14 +327,12 @@ impl Manifest {
                 .ok_or_else(|| Error::corrupted(&self.path, format!("dimension {dim}")))?;
             // Written since the command line's `create`; older databases lack
             // them and use the caller's options.
-            let build = |key: &str| -> Result<Option<usize>> {
-                Ok(get(key)?.and_then(|v| usize::try_from(v).ok()))
-            };
+            let build = |key: &str| get(key).and_then(|v| usize::try_from(v).ok());
             Ok(Some(StoredConfig {
                 dim,
                 metric,
-                m: build("m")?,
-                ef_construction: build("ef_construction")?,
+                m: build("m"),
+                ef_construction: build("ef_construction"),
             }))
         })
     }
@@ -333,117 +342,131 @@ impl Manifest {
         guarded(&self.path, || {
             let tx = self.db.begin_write().map_err(|e| self.err(e))?;
             {
-                let mut config = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
-                let mut put =
-                    |k: &str, v: u64| config.insert(k, v).map(drop).map_err(|e| self.err(e));
-                put("format_version", u64::from(FORMAT_VERSION))?;
-                put("dim", options.dim as u64)?;
-                put("metric", u64::from(options.metric.code()))?;
-                put("m", options.m as u64)?;
-                put("ef_construction", options.ef_construction as u64)?;
-                let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
-                state.insert("generation", 0).map_err(|e| self.err(e))?;
-                state
-                    .insert("next_segment_id", 1)
-                    .map_err(|e| self.err(e))?;
-                state
-                    .insert("next_growing_row", 0)
-                    .map_err(|e| self.err(e))?;
+                let config: BTreeMap<String, u64> = [
+                    ("format_version", MANIFEST_VERSION),
+                    ("dim", options.dim as u64),
+                    ("metric", u64::from(options.metric.code())),
+                    ("m", options.m as u64),
+                    ("ef_construction", options.ef_construction as u64),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                let mut table = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
+                write_counters(&mut table, CONFIG, &config).map_err(|e| self.err(e))?;
+                let mut table = tx.open_table(STATE).map_err(|e| self.err(e))?;
+                let state = State {
+                    generation: 0,
+                    next_segment_id: 1,
+                    next_growing_row: 0,
+                };
+                write_counters(&mut table, STATE, &state.entries()).map_err(|e| self.err(e))?;
                 tx.open_table(SEGMENTS).map_err(|e| self.err(e))?;
                 tx.open_table(IDS).map_err(|e| self.err(e))?;
                 tx.open_table(TOMBSTONES).map_err(|e| self.err(e))?;
                 tx.open_table(GROWING).map_err(|e| self.err(e))?;
                 tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
+                tx.open_table(CALIBRATION).map_err(|e| self.err(e))?;
             }
             tx.commit().map_err(|e| self.err(e))
         })
     }
 
-    /// Reads everything `open` needs.
+    /// Reads everything `open` needs, after upgrading a version-1 manifest.
     pub fn load(&self, dim: usize) -> Result<Loaded> {
         guarded(&self.path, || {
-            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-            let state_table = tx.open_table(STATE).map_err(|e| self.err(e))?;
-            let get = |key: &str| -> Result<u64> {
-                state_table
-                    .get(key)
-                    .map_err(|e| self.err(e))?
-                    .map(|v| v.value())
-                    .ok_or_else(|| Error::corrupted(&self.path, format!("state has no {key}")))
-            };
-            let state = State {
-                generation: get("generation")?,
-                next_segment_id: get("next_segment_id")?,
-                next_growing_row: get("next_growing_row")?,
-            };
-            let mut segments = Vec::new();
-            for entry in tx
-                .open_table(SEGMENTS)
-                .map_err(|e| self.err(e))?
-                .iter()
-                .map_err(|e| self.err(e))?
-            {
-                let (k, v) = entry.map_err(|e| self.err(e))?;
-                let meta = SegmentMeta::decode(v.value()).map_err(|e| match e {
-                    Some(what) => Error::corrupted(&self.path, what),
-                    None => Error::UnsupportedVersion {
-                        file: self.path.clone(),
-                        found: u64::from(v.value()[0]),
-                        supported: u64::from(SEGMENT_META_VERSION),
-                    },
-                })?;
-                segments.push((k.value(), meta));
-            }
-            let mut tombstones = Vec::new();
-            for entry in tx
-                .open_table(TOMBSTONES)
-                .map_err(|e| self.err(e))?
-                .iter()
-                .map_err(|e| self.err(e))?
-            {
-                tombstones.push(entry.map_err(|e| self.err(e))?.0.value());
-            }
-            let mut growing = Vec::new();
-            for entry in tx
-                .open_table(GROWING)
-                .map_err(|e| self.err(e))?
-                .iter()
-                .map_err(|e| self.err(e))?
-            {
-                let (k, v) = entry.map_err(|e| self.err(e))?;
-                let (id, bytes) = v.value();
-                let vector = decode_vector(bytes, dim).ok_or_else(|| {
-                    Error::corrupted(
-                        &self.path,
-                        format!("growing row {} has {} bytes", k.value(), bytes.len()),
-                    )
-                })?;
-                growing.push(GrowingRow {
-                    row: k.value(),
-                    id,
-                    vector,
-                });
-            }
-            let mut calibrations = Vec::new();
-            // Databases written before calibration have no such table.
-            match tx.open_table(CALIBRATION) {
-                Ok(table) => {
-                    for entry in table.iter().map_err(|e| self.err(e))? {
-                        let (k, v) = entry.map_err(|e| self.err(e))?;
-                        calibrations.push((k.value(), v.value().to_vec()));
-                    }
-                }
-                Err(redb::TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(self.err(e)),
-            }
-            Ok(Loaded {
-                state,
-                segments,
-                tombstones,
-                growing,
-                calibrations,
-            })
+            self.upgrade()?;
+            self.reader()?.load(dim)
         })
+    }
+
+    /// Rewrites a version-1 manifest as version 2, in one transaction: every
+    /// entry gets its checksum. Does nothing to a manifest of version 2.
+    ///
+    /// Version 1 checksummed nothing, so damage from before the upgrade is
+    /// sealed in with the rest; [`Manifest::check_integrity`] first finds
+    /// what redb's page checksums can.
+    pub fn upgrade(&self) -> Result<()> {
+        guarded(&self.path, || {
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let version =
+                read_config(&tx, &self.path)?.and_then(|c| c.get("format_version").copied());
+            drop(tx);
+            if version != Some(1) {
+                return Ok(());
+            }
+            let e = |err: redb::StorageError| self.err(err);
+            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            {
+                let mut config = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
+                let mut entries = read_counters(&config).map_err(e)?;
+                entries.insert("format_version".into(), MANIFEST_VERSION);
+                write_counters(&mut config, CONFIG, &entries).map_err(e)?;
+                let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+                let entries = read_counters(&state).map_err(e)?;
+                write_counters(&mut state, STATE, &entries).map_err(e)?;
+            }
+            self.migrate(&tx, v1::SEGMENTS, SEGMENTS, |t, id, record| {
+                t.insert(id, (record, bytes_crc(SEGMENTS, id, record)))
+                    .map(drop)
+            })?;
+            self.migrate(&tx, v1::IDS, IDS, |t, id, (segment, row)| {
+                let crc = location_crc(id, Location { segment, row });
+                t.insert(id, (segment, row, crc)).map(drop)
+            })?;
+            self.migrate(&tx, v1::TOMBSTONES, TOMBSTONES, |t, key, ()| {
+                t.insert(key, tombstone_crc(key)).map(drop)
+            })?;
+            self.migrate(&tx, v1::GROWING, GROWING, |t, row, (id, vector)| {
+                t.insert(row, (id, vector, growing_crc(row, id, vector)))
+                    .map(drop)
+            })?;
+            self.migrate(&tx, v1::PAYLOADS, PAYLOADS, |t, id, payload| {
+                t.insert(id, (payload, bytes_crc(PAYLOADS, id, payload)))
+                    .map(drop)
+            })?;
+            self.migrate(&tx, v1::CALIBRATION, CALIBRATION, |t, id, record| {
+                t.insert(id, (record, bytes_crc(CALIBRATION, id, record)))
+                    .map(drop)
+            })?;
+            tx.commit().map_err(|e| self.err(e))
+        })
+    }
+
+    /// Moves every entry of the version-1 table `old` into the version-2
+    /// table `new` of the same name, as `put` rewrites it; a missing `old`
+    /// (`calibration` before its first record) leaves `new` empty.
+    fn migrate<K: redb::Key + 'static, V: redb::Value + 'static, W: redb::Value + 'static>(
+        &self,
+        tx: &redb::WriteTransaction,
+        old: TableDefinition<K, V>,
+        new: TableDefinition<K, W>,
+        mut put: impl for<'a> FnMut(
+            &mut redb::Table<K, W>,
+            K::SelfType<'a>,
+            V::SelfType<'a>,
+        ) -> std::result::Result<(), redb::StorageError>,
+    ) -> Result<()> {
+        let moved_name = format!("{}.v1", old.name());
+        let moved = TableDefinition::<K, V>::new(&moved_name);
+        match tx.rename_table(old, moved) {
+            Ok(()) => {}
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                tx.open_table(new).map_err(|e| self.err(e))?;
+                return Ok(());
+            }
+            Err(e) => return Err(self.err(e)),
+        }
+        {
+            let from = tx.open_table(moved).map_err(|e| self.err(e))?;
+            let mut to = tx.open_table(new).map_err(|e| self.err(e))?;
+            for entry in from.iter().map_err(|e| self.err(e))? {
+                let (k, v) = entry.map_err(|e| self.err(e))?;
+                put(&mut to, k.value(), v.value()).map_err(|e| self.err(e))?;
+            }
+        }
+        tx.delete_table(moved).map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     /// A read transaction on the latest commit, for a snapshot's point lookups.
@@ -467,11 +490,9 @@ impl Manifest {
             let before = {
                 let table = tx.open_table(IDS).map_err(|e| self.err(e))?;
                 ids.iter()
-                    .map(|&id| {
-                        Ok(table.get(id).map_err(|e| self.err(e))?.map(|v| {
-                            let (segment, row) = v.value();
-                            Location { segment, row }
-                        }))
+                    .map(|&id| match table.get(id).map_err(|e| self.err(e))? {
+                        Some(v) => Ok(Some(decode_location(&self.path, id, v.value())?.1)),
+                        None => Ok(None),
                     })
                     .collect::<Result<Vec<_>>>()?
             };
@@ -495,7 +516,10 @@ impl Manifest {
             for &(row, id, vector) in &u.growing_added {
                 bytes.clear();
                 bytes.extend(vector.iter().flat_map(|x| x.to_le_bytes()));
-                growing.insert(row, (id, bytes.as_slice())).map_err(e)?;
+                let crc = growing_crc(row, id, &bytes);
+                growing
+                    .insert(row, (id, bytes.as_slice(), crc))
+                    .map_err(e)?;
             }
         }
         {
@@ -504,7 +528,8 @@ impl Manifest {
                 ids.remove(id).map_err(e)?;
             }
             for &(id, loc) in &u.ids_set {
-                ids.insert(id, (loc.segment, loc.row)).map_err(e)?;
+                ids.insert(id, (loc.segment, loc.row, location_crc(id, loc)))
+                    .map_err(e)?;
             }
         }
         {
@@ -513,13 +538,15 @@ impl Manifest {
                 payloads.remove(id).map_err(e)?;
             }
             for &(id, payload) in &u.payloads_set {
-                payloads.insert(id, payload).map_err(e)?;
+                payloads
+                    .insert(id, (payload, bytes_crc(PAYLOADS, id, payload)))
+                    .map_err(e)?;
             }
         }
         {
             let mut tombstones = tx.open_table(TOMBSTONES).map_err(|err| self.err(err))?;
             for &key in &u.tombstones_added {
-                tombstones.insert(key, ()).map_err(e)?;
+                tombstones.insert(key, tombstone_crc(key)).map_err(e)?;
             }
             for &segment in &u.segments_removed {
                 tombstones
@@ -530,9 +557,11 @@ impl Manifest {
             for segment in &u.segments_removed {
                 segments.remove(segment).map_err(e)?;
             }
-            for (segment, meta) in &u.segments_added {
+            for &(segment, meta) in &u.segments_added {
+                let record = meta.encode();
+                let crc = bytes_crc(SEGMENTS, segment, &record);
                 segments
-                    .insert(segment, meta.encode().as_slice())
+                    .insert(segment, (record.as_slice(), crc))
                     .map_err(e)?;
             }
         }
@@ -542,19 +571,28 @@ impl Manifest {
                 calibration.remove(segment).map_err(e)?;
             }
             for (segment, record) in &u.calibrations_set {
-                calibration.insert(segment, record.as_slice()).map_err(e)?;
+                let crc = bytes_crc(CALIBRATION, *segment, record);
+                calibration
+                    .insert(segment, (record.as_slice(), crc))
+                    .map_err(e)?;
             }
         }
         let mut state = tx.open_table(STATE).map_err(|err| self.err(err))?;
-        state.insert("generation", u.state.generation).map_err(e)?;
-        state
-            .insert("next_segment_id", u.state.next_segment_id)
-            .map_err(e)?;
-        state
-            .insert("next_growing_row", u.state.next_growing_row)
-            .map_err(e)?;
-        Ok(())
+        write_counters(&mut state, STATE, &u.state.entries()).map_err(e)
     }
+}
+
+/// The version-1 tables, as [`Manifest::upgrade`] reads them: the same names
+/// and keys, values without checksums, and `calibration` possibly missing.
+mod v1 {
+    use redb::TableDefinition;
+
+    pub const SEGMENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("segments");
+    pub const IDS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("ids");
+    pub const TOMBSTONES: TableDefinition<(u64, u64), ()> = TableDefinition::new("tombstones");
+    pub const GROWING: TableDefinition<u64, (u64, &[u8])> = TableDefinition::new("growing");
+    pub const PAYLOADS: TableDefinition<u64, &[u8]> = TableDefinition::new("payloads");
+    pub const CALIBRATION: TableDefinition<u64, &[u8]> = TableDefinition::new("calibration");
 }
 
 /// A redb read transaction pinned to one commit: point lookups for a snapshot.
@@ -563,6 +601,19 @@ pub struct Reader {
     tx: redb::ReadTransaction,
     path: PathBuf,
 }
+
+/// What [`Reader::check`] found.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The segment records that passed their checks.
+    pub segments: Vec<(u64, SegmentMeta)>,
+    /// One error per damaged entry (the first [`SHOWN_PER_TABLE`] of each
+    /// table, then one that counts the rest), or per table redb could not read.
+    pub problems: Vec<Error>,
+}
+
+/// Damaged entries of one table that [`Reader::check`] names one by one.
+pub const SHOWN_PER_TABLE: usize = 10;
 
 impl Reader {
     /// The manifest file's path.
@@ -574,40 +625,418 @@ impl Reader {
         Error::redb(&self.path, e)
     }
 
+    /// Calls `each` with every entry of `table` as `decode` reads it, damaged
+    /// ones as their error; a redb error (or one `each` returns) ends the walk.
+    fn walk<K: redb::Key + 'static, V: redb::Value + 'static, T>(
+        &self,
+        table: TableDefinition<K, V>,
+        decode: impl for<'a> Fn(K::SelfType<'a>, V::SelfType<'a>) -> Result<T>,
+        mut each: impl FnMut(Result<T>) -> Result<()>,
+    ) -> Result<()> {
+        guarded(&self.path, || {
+            let table = self.tx.open_table(table).map_err(|e| self.err(e))?;
+            for entry in table.iter().map_err(|e| self.err(e))? {
+                let (k, v) = entry.map_err(|e| self.err(e))?;
+                each(decode(k.value(), v.value()))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every entry of `table`, stopping at the first damaged one.
+    fn all<K: redb::Key + 'static, V: redb::Value + 'static, T>(
+        &self,
+        table: TableDefinition<K, V>,
+        decode: impl for<'a> Fn(K::SelfType<'a>, V::SelfType<'a>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        self.walk(table, decode, |entry| {
+            all.push(entry?);
+            Ok(())
+        })?;
+        Ok(all)
+    }
+
+    /// The counters, checked.
+    fn state(&self) -> Result<State> {
+        guarded(&self.path, || {
+            let table = self.tx.open_table(STATE).map_err(|e| self.err(e))?;
+            let entries = read_counters(&table).map_err(|e| self.err(e))?;
+            check_counters(&self.path, STATE, &entries)?;
+            let get = |key: &str| {
+                entries
+                    .get(key)
+                    .copied()
+                    .ok_or_else(|| Error::corrupted(&self.path, format!("state has no {key}")))
+            };
+            Ok(State {
+                generation: get("generation")?,
+                next_segment_id: get("next_segment_id")?,
+                next_growing_row: get("next_growing_row")?,
+            })
+        })
+    }
+
+    /// Everything `open` needs; the first damaged entry is the error.
+    fn load(&self, dim: usize) -> Result<Loaded> {
+        let path = &self.path;
+        Ok(Loaded {
+            state: self.state()?,
+            segments: self.all(SEGMENTS, |k, v| decode_segment(path, k, v))?,
+            tombstones: self.all(TOMBSTONES, |k, v| decode_tombstone(path, k, v))?,
+            growing: self.all(GROWING, |k, v| decode_growing(path, dim, k, v))?,
+            calibrations: self.all(CALIBRATION, |k, v| {
+                decode_calibration(path, k, v).map(|(id, record)| (id, record.to_vec()))
+            })?,
+        })
+    }
+
+    /// Reads every entry of every table and checks it, as `open` and reads
+    /// do, but goes on after damage: every damaged entry is reported.
+    pub fn check(&self, dim: usize) -> Checked {
+        let path = &self.path;
+        let mut checked = Checked::default();
+        if let Err(e) = read_config(&self.tx, path) {
+            checked.problems.push(e);
+        }
+        if let Err(e) = self.state() {
+            checked.problems.push(e);
+        }
+        let problems = &mut checked.problems;
+        let segments = &mut checked.segments;
+        self.check_table(
+            problems,
+            SEGMENTS,
+            |k, v| decode_segment(path, k, v),
+            |s| segments.push(s),
+        );
+        self.check_table(problems, IDS, |k, v| decode_location(path, k, v), drop);
+        self.check_table(
+            problems,
+            TOMBSTONES,
+            |k, v| decode_tombstone(path, k, v),
+            drop,
+        );
+        self.check_table(
+            problems,
+            GROWING,
+            |k, v| decode_growing(path, dim, k, v),
+            drop,
+        );
+        self.check_table(
+            problems,
+            PAYLOADS,
+            |k, v| decode_payload(path, k, v).map(drop),
+            drop,
+        );
+        // A record that passes its entry checksum is as it was written;
+        // `open` decodes it.
+        self.check_table(
+            problems,
+            CALIBRATION,
+            |k, v| decode_calibration(path, k, v).map(drop),
+            drop,
+        );
+        checked
+    }
+
+    /// Walks `table` for [`Reader::check`], passing each good entry to `keep`.
+    fn check_table<K: redb::Key + 'static, V: redb::Value + 'static, T>(
+        &self,
+        problems: &mut Vec<Error>,
+        table: TableDefinition<K, V>,
+        decode: impl for<'a> Fn(K::SelfType<'a>, V::SelfType<'a>) -> Result<T>,
+        mut keep: impl FnMut(T),
+    ) {
+        let mut damaged = 0usize;
+        let walked = self.walk(table, decode, |entry| {
+            match entry {
+                Ok(entry) => keep(entry),
+                Err(e) => {
+                    damaged += 1;
+                    if damaged <= SHOWN_PER_TABLE {
+                        problems.push(e);
+                    }
+                }
+            }
+            Ok(())
+        });
+        if damaged > SHOWN_PER_TABLE {
+            problems.push(Error::corrupted(
+                &self.path,
+                format!(
+                    "{} more entries of `{}` fail their checks: {RESTORE}",
+                    damaged - SHOWN_PER_TABLE,
+                    table.name()
+                ),
+            ));
+        }
+        if let Err(e) = walked {
+            problems.push(e);
+        }
+    }
+
     /// Where `id` lives, if it is live.
     pub fn location(&self, id: u64) -> Result<Option<Location>> {
         guarded(&self.path, || {
             let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
-            let found = table.get(id).map_err(|e| self.err(e))?;
-            Ok(found.map(|v| {
-                let (segment, row) = v.value();
-                Location { segment, row }
-            }))
+            match table.get(id).map_err(|e| self.err(e))? {
+                Some(v) => Ok(Some(decode_location(&self.path, id, v.value())?.1)),
+                None => Ok(None),
+            }
         })
     }
 
     /// Calls `f` with every live id and its location, in id order, stopping
-    /// at the first error `f` returns.
+    /// at the first error `f` returns or the first damaged entry.
     pub fn for_each_location(&self, mut f: impl FnMut(u64, Location) -> Result<()>) -> Result<()> {
-        guarded(&self.path, || {
-            let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
-            for entry in table.iter().map_err(|e| self.err(e))? {
-                let (id, loc) = entry.map_err(|e| self.err(e))?;
-                let (segment, row) = loc.value();
-                f(id.value(), Location { segment, row })?;
-            }
-            Ok(())
-        })
+        let path = &self.path;
+        self.walk(
+            IDS,
+            |k, v| decode_location(path, k, v),
+            |entry| {
+                let (id, loc) = entry?;
+                f(id, loc)
+            },
+        )
     }
 
     /// The payload of `id`, if it has one.
     pub fn payload(&self, id: u64) -> Result<Option<Vec<u8>>> {
         guarded(&self.path, || {
             let table = self.tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
-            let found = table.get(id).map_err(|e| self.err(e))?;
-            Ok(found.map(|v| v.value().to_vec()))
+            match table.get(id).map_err(|e| self.err(e))? {
+                Some(v) => Ok(Some(decode_payload(&self.path, id, v.value())?.to_vec())),
+                None => Ok(None),
+            }
         })
     }
+}
+
+/// The entries of `config`, checked, or `None` for a manifest that was never
+/// initialised. `initialise` writes the whole config in one transaction: a
+/// config table without a version is damage.
+fn read_config(tx: &redb::ReadTransaction, path: &Path) -> Result<Option<BTreeMap<String, u64>>> {
+    let table = match tx.open_table(CONFIG) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(Error::redb(path, e)),
+    };
+    let entries = read_counters(&table).map_err(|e| Error::redb(path, e))?;
+    let version = *entries
+        .get("format_version")
+        .ok_or_else(|| Error::corrupted(path, "config has no format_version"))?;
+    if version == 0 {
+        return Err(Error::corrupted(path, "format version 0"));
+    }
+    if version > MANIFEST_VERSION {
+        return Err(Error::UnsupportedVersion {
+            file: path.to_path_buf(),
+            found: version,
+            supported: MANIFEST_VERSION,
+        });
+    }
+    if version == 1 {
+        // Version 1 had no checksums; a `crc` entry means the version itself
+        // was damaged.
+        if entries.contains_key(CRC_KEY) {
+            return Err(Error::corrupted(
+                path,
+                format!("config says version 1 but holds a checksum: {RESTORE}"),
+            ));
+        }
+    } else {
+        check_counters(path, CONFIG, &entries)?;
+    }
+    Ok(Some(entries))
+}
+
+/// Every entry of a `&str → u64` table.
+fn read_counters(
+    table: &impl ReadableTable<&'static str, u64>,
+) -> std::result::Result<BTreeMap<String, u64>, redb::StorageError> {
+    let mut entries = BTreeMap::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        entries.insert(k.value().to_string(), v.value());
+    }
+    Ok(entries)
+}
+
+/// Writes `entries` and their `crc` entry.
+fn write_counters(
+    table: &mut redb::Table<&str, u64>,
+    name: TableDefinition<&str, u64>,
+    entries: &BTreeMap<String, u64>,
+) -> std::result::Result<(), redb::StorageError> {
+    for (k, v) in entries {
+        table.insert(k.as_str(), v)?;
+    }
+    table.insert(CRC_KEY, u64::from(counters_crc(name, entries)))?;
+    Ok(())
+}
+
+/// The `crc` entry of a `config` or `state` table: every other entry in key
+/// order, each as its key's length (`u32`), its key and its value.
+fn counters_crc(table: TableDefinition<&str, u64>, entries: &BTreeMap<String, u64>) -> u32 {
+    let mut h = hasher(table.name());
+    for (k, v) in entries.iter().filter(|(k, _)| *k != CRC_KEY) {
+        h.update(&(k.len() as u32).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update(&v.to_le_bytes());
+    }
+    h.finalize()
+}
+
+fn check_counters(
+    path: &Path,
+    table: TableDefinition<&str, u64>,
+    entries: &BTreeMap<String, u64>,
+) -> Result<()> {
+    match entries.get(CRC_KEY) {
+        Some(&crc) if crc == u64::from(counters_crc(table, entries)) => Ok(()),
+        found => Err(Error::corrupted(
+            path,
+            format!(
+                "the `{}` table {}: {RESTORE}",
+                table.name(),
+                if found.is_some() {
+                    "fails its checksum"
+                } else {
+                    "has no checksum"
+                }
+            ),
+        )),
+    }
+}
+
+/// A crc32 hasher that has taken in `table`'s name and a zero byte.
+fn hasher(table: &str) -> crc32fast::Hasher {
+    let mut h = crc32fast::Hasher::new();
+    h.update(table.as_bytes());
+    h.update(&[0]);
+    h
+}
+
+/// The checksum of an entry: its table's name, then `fields`, the key's and
+/// the value's fields in order as little-endian bytes.
+fn entry_crc(table: &str, fields: &[&[u8]]) -> u32 {
+    let mut h = hasher(table);
+    for f in fields {
+        h.update(f);
+    }
+    h.finalize()
+}
+
+/// The checksum of a `segments`, `payloads` or `calibration` entry.
+fn bytes_crc(table: TableDefinition<u64, (&[u8], u32)>, key: u64, bytes: &[u8]) -> u32 {
+    entry_crc(table.name(), &[&key.to_le_bytes(), bytes])
+}
+
+fn location_crc(id: u64, loc: Location) -> u32 {
+    entry_crc(
+        IDS.name(),
+        &[
+            &id.to_le_bytes(),
+            &loc.segment.to_le_bytes(),
+            &loc.row.to_le_bytes(),
+        ],
+    )
+}
+
+fn tombstone_crc((segment, row): (u64, u64)) -> u32 {
+    entry_crc(
+        TOMBSTONES.name(),
+        &[&segment.to_le_bytes(), &row.to_le_bytes()],
+    )
+}
+
+fn growing_crc(row: u64, id: u64, vector: &[u8]) -> u32 {
+    entry_crc(
+        GROWING.name(),
+        &[&row.to_le_bytes(), &id.to_le_bytes(), vector],
+    )
+}
+
+/// The error of an entry whose checksum fails; `entry` names it.
+fn damaged(path: &Path, entry: String) -> Error {
+    Error::corrupted(path, format!("{entry} fails its checksum: {RESTORE}"))
+}
+
+fn decode_segment(path: &Path, id: u64, (record, crc): (&[u8], u32)) -> Result<(u64, SegmentMeta)> {
+    if crc != bytes_crc(SEGMENTS, id, record) {
+        return Err(damaged(
+            path,
+            format!("the `segments` entry of segment {id}"),
+        ));
+    }
+    let meta = SegmentMeta::decode(record).map_err(|e| match e {
+        Some(what) => Error::corrupted(path, format!("segment {id}: {what}")),
+        None => Error::UnsupportedVersion {
+            file: path.to_path_buf(),
+            found: u64::from(record[0]),
+            supported: u64::from(SEGMENT_META_VERSION),
+        },
+    })?;
+    Ok((id, meta))
+}
+
+fn decode_location(
+    path: &Path,
+    id: u64,
+    (segment, row, crc): (u64, u64, u32),
+) -> Result<(u64, Location)> {
+    let loc = Location { segment, row };
+    if crc != location_crc(id, loc) {
+        return Err(damaged(path, format!("the `ids` entry of id {id}")));
+    }
+    Ok((id, loc))
+}
+
+fn decode_tombstone(path: &Path, key: (u64, u64), crc: u32) -> Result<(u64, u64)> {
+    if crc != tombstone_crc(key) {
+        return Err(damaged(
+            path,
+            format!("the tombstone of row {} of segment {}", key.1, key.0),
+        ));
+    }
+    Ok(key)
+}
+
+fn decode_growing(
+    path: &Path,
+    dim: usize,
+    row: u64,
+    (id, bytes, crc): (u64, &[u8], u32),
+) -> Result<GrowingRow> {
+    if crc != growing_crc(row, id, bytes) {
+        return Err(damaged(path, format!("growing row {row}")));
+    }
+    let vector = decode_vector(bytes, dim).ok_or_else(|| {
+        Error::corrupted(path, format!("growing row {row} has {} bytes", bytes.len()))
+    })?;
+    Ok(GrowingRow { row, id, vector })
+}
+
+fn decode_payload<'a>(path: &Path, id: u64, (payload, crc): (&'a [u8], u32)) -> Result<&'a [u8]> {
+    if crc != bytes_crc(PAYLOADS, id, payload) {
+        return Err(damaged(path, format!("the payload of id {id}")));
+    }
+    Ok(payload)
+}
+
+fn decode_calibration<'a>(
+    path: &Path,
+    id: u64,
+    (record, crc): (&'a [u8], u32),
+) -> Result<(u64, &'a [u8])> {
+    if crc != bytes_crc(CALIBRATION, id, record) {
+        return Err(damaged(
+            path,
+            format!("the calibration record of segment {id}"),
+        ));
+    }
+    Ok((id, record))
 }
 
 /// Runs `f`, turning a panic inside redb into [`Error::Corrupted`] naming
@@ -664,5 +1093,42 @@ mod tests {
         b[0] = 2;
         assert!(SegmentMeta::decode(&b).is_err());
         assert!(SegmentMeta::decode(&b[..5]).is_err());
+    }
+
+    #[test]
+    fn entry_checksums_bind_the_table_and_the_key() {
+        let crc = bytes_crc(PAYLOADS, 1, b"value");
+        assert_ne!(crc, bytes_crc(PAYLOADS, 2, b"value"));
+        assert_ne!(crc, bytes_crc(CALIBRATION, 1, b"value"));
+        assert_ne!(crc, bytes_crc(PAYLOADS, 1, b"valuf"));
+        assert_ne!(tombstone_crc((1, 2)), tombstone_crc((2, 1)));
+        let path = Path::new("quiver.redb");
+        let loc = Location { segment: 3, row: 4 };
+        let good = (3, 4, location_crc(9, loc));
+        assert_eq!(decode_location(path, 9, good).unwrap(), (9, loc));
+        assert!(decode_location(path, 8, good).is_err());
+        assert!(decode_location(path, 9, (3, 5, good.2)).is_err());
+    }
+
+    #[test]
+    fn counters_checksum_covers_every_entry_but_its_own() {
+        let state = State {
+            generation: 5,
+            next_segment_id: 2,
+            next_growing_row: 7,
+        };
+        let mut entries = state.entries();
+        entries.insert(CRC_KEY.into(), u64::from(counters_crc(STATE, &entries)));
+        let path = Path::new("quiver.redb");
+        check_counters(path, STATE, &entries).unwrap();
+        assert!(check_counters(path, CONFIG, &entries).is_err());
+        let mut changed = entries.clone();
+        changed.insert("generation".into(), 6);
+        assert!(check_counters(path, STATE, &changed).is_err());
+        let mut extra = entries.clone();
+        extra.insert("other".into(), 0);
+        assert!(check_counters(path, STATE, &extra).is_err());
+        entries.remove(CRC_KEY);
+        assert!(check_counters(path, STATE, &entries).is_err());
     }
 }

@@ -33,8 +33,9 @@ pub struct Segment {
     links: Arc<dyn Mapping>,
     /// The links header, decoded once at open.
     links_layout: LinksLayout,
-    /// `Ok` once the data checksums and links matched; the failure otherwise.
-    verified: OnceLock<std::result::Result<(), (PathBuf, String)>>,
+    /// The damaged regions (file and what failed) once the data checksums
+    /// and links were checked; empty if all matched.
+    verified: OnceLock<Vec<(PathBuf, String)>>,
     /// Set when a commit removed the segment from the manifest: the file goes
     /// when the last snapshot holding the segment lets go of it.
     retired: AtomicBool,
@@ -43,7 +44,8 @@ pub struct Segment {
 
 impl Segment {
     /// Maps the column file of segment `id` in `dir` and checks its header
-    /// against the manifest record and the database's options.
+    /// against the manifest record and the database's options; the same for
+    /// the links file.
     pub fn open(
         vfs: Arc<dyn Vfs>,
         dir: &Path,
@@ -53,76 +55,51 @@ impl Segment {
         metric: Metric,
     ) -> Result<Segment> {
         let path = dir.join(format::column_file_name(id));
-        let map = vfs.map(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::corrupted(
-                    &path,
-                    "the manifest names this column file but it is missing",
-                )
-            } else {
-                Error::io(&path, e)
-            }
-        })?;
-        let bytes = map.bytes();
-        let header = match ColumnHeader::decode(bytes) {
-            Ok(h) => h,
-            Err(HeaderError::NewerVersion(found)) => {
-                return Err(Error::UnsupportedVersion {
-                    file: path,
-                    found: u64::from(found),
-                    supported: u64::from(format::FORMAT_VERSION),
-                })
-            }
-            Err(HeaderError::Invalid(what)) => return Err(Error::corrupted(&path, what)),
-        };
-        let mismatch = if header.segment_id != id {
-            Some(format!("header names segment {}", header.segment_id))
-        } else if header.dim as usize != dim || header.metric != metric {
-            Some(format!(
-                "holds {}-dimensional {} rows, the database {dim}-dimensional {metric}",
-                header.dim, header.metric
-            ))
-        } else if header.rows != meta.rows
-            || header.vectors_crc != meta.vectors_crc
-            || header.ids_crc != meta.ids_crc
-        {
-            Some("header does not match the manifest's record of the segment".into())
-        } else if !(bytes.as_ptr() as usize).is_multiple_of(format::ROW_ALIGN) {
-            Some("mapping is not 64-byte aligned".into())
-        } else {
-            None
-        };
-        if let Some(what) = mismatch {
-            return Err(Error::corrupted(&path, what));
-        }
+        let (header, map) = open_column(&*vfs, &path, id, meta, dim, metric)?;
         let links_path = dir.join(format::links_file_name(id));
-        let links = map_named(&*vfs, &links_path)?;
-        let view = GraphView::open(links.bytes()).map_err(|e| links_error(&links_path, e))?;
-        let found = GraphMeta {
-            header_crc: links_header_crc(links.bytes()),
-            entry_point: view.entry_point().unwrap_or(u32::MAX),
-            max_level: u32::from(view.max_level()),
-            m: view.m() as u32,
-            ef_construction: meta.graph.ef_construction,
-        };
-        if found != meta.graph || view.len() != header.rows as usize {
-            return Err(Error::corrupted(
-                &links_path,
-                "header does not match the manifest's record of the segment",
-            ));
-        }
+        let (links, links_layout) = open_links(&*vfs, &links_path, meta)?;
         Ok(Segment {
             id,
             path,
             header,
             map,
             links_path,
-            links_layout: view.layout(),
+            links_layout,
             links,
             verified: OnceLock::new(),
             retired: AtomicBool::new(false),
             vfs,
         })
+    }
+
+    /// Every check of both files of segment `id`, as [`Segment::open`] and
+    /// [`Segment::check`] make them, going on after a failure: a damaged
+    /// column header still lets the links file be checked, and the other way
+    /// round. Empty when both files are sound.
+    pub fn check_files(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        id: u64,
+        meta: &SegmentMeta,
+        dim: usize,
+        metric: Metric,
+    ) -> Vec<Error> {
+        let path = dir.join(format::column_file_name(id));
+        let links_path = dir.join(format::links_file_name(id));
+        let column = open_column(vfs, &path, id, meta, dim, metric)
+            .map(|(header, map)| column_damage(&path, &header, map.bytes()));
+        let links = open_links(vfs, &links_path, meta)
+            .map(|(map, _)| links_damage(&links_path, map.bytes()).into_iter().collect());
+        [column, links]
+            .into_iter()
+            .flat_map(|checked| match checked {
+                Ok(damage) => damage
+                    .into_iter()
+                    .map(|(file, what)| Error::corrupted(file, what))
+                    .collect(),
+                Err(e) => vec![e],
+            })
+            .collect()
     }
 
     /// The segment's id.
@@ -146,26 +123,30 @@ impl Segment {
     }
 
     /// Checks the data checksums of both files and every link (once; later
-    /// calls return the first answer).
+    /// calls return the first answer). The error names the first damaged file.
     pub fn verify(&self) -> Result<()> {
-        let outcome = self.verified.get_or_init(|| {
-            let bytes = self.map.bytes();
-            let ids_at = self.header.ids_offset() as usize;
-            let column = |what: &str| Err((self.path.clone(), what.to_string()));
-            if crc32fast::hash(&bytes[HEADER_LEN..ids_at]) != self.header.vectors_crc {
-                return column("vector data checksum mismatch");
-            }
-            if crc32fast::hash(&bytes[ids_at..]) != self.header.ids_crc {
-                return column("id column checksum mismatch");
-            }
-            match GraphView::open(self.links.bytes()).and_then(|v| v.verify()) {
-                Ok(()) => Ok(()),
-                Err(e) => Err((self.links_path.clone(), e.to_string())),
-            }
-        });
-        outcome
-            .clone()
-            .map_err(|(file, what)| Error::corrupted(file, what))
+        match self.damage().first() {
+            Some((file, what)) => Err(Error::corrupted(file, what.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// As [`Segment::verify`], but one error per damaged region: the vector
+    /// rows, the id column, the links file.
+    pub fn check(&self) -> Vec<Error> {
+        self.damage()
+            .iter()
+            .map(|(file, what)| Error::corrupted(file, what.clone()))
+            .collect()
+    }
+
+    /// The damaged regions, found on the first call.
+    fn damage(&self) -> &[(PathBuf, String)] {
+        self.verified.get_or_init(|| {
+            let mut damage = column_damage(&self.path, &self.header, self.map.bytes());
+            damage.extend(links_damage(&self.links_path, self.links.bytes()));
+            damage
+        })
     }
 
     /// The segment's graph, read in place, from the header decoded at open
@@ -188,7 +169,7 @@ impl Segment {
     /// Marks checksums as known good: the writer just computed them from the
     /// bytes it wrote and synced.
     pub fn mark_verified(&self) {
-        let _ = self.verified.set(Ok(()));
+        let _ = self.verified.set(Vec::new());
     }
 
     /// All vector rows, `stride / 4` floats apart. Call [`Segment::verify`] first.
@@ -258,6 +239,99 @@ impl Rows for SegmentRows<'_> {
         let start = i as usize * self.stride;
         &self.vectors[start..start + self.dim]
     }
+}
+
+/// Maps the column file of segment `id` at `path` and checks its header
+/// against the manifest record and the database's options.
+fn open_column(
+    vfs: &dyn Vfs,
+    path: &Path,
+    id: u64,
+    meta: &SegmentMeta,
+    dim: usize,
+    metric: Metric,
+) -> Result<(ColumnHeader, Arc<dyn Mapping>)> {
+    let map = map_named(vfs, path)?;
+    let bytes = map.bytes();
+    let header = match ColumnHeader::decode(bytes) {
+        Ok(h) => h,
+        Err(HeaderError::NewerVersion(found)) => {
+            return Err(Error::UnsupportedVersion {
+                file: path.to_path_buf(),
+                found: u64::from(found),
+                supported: u64::from(format::FORMAT_VERSION),
+            })
+        }
+        Err(HeaderError::Invalid(what)) => return Err(Error::corrupted(path, what)),
+    };
+    let mismatch = if header.segment_id != id {
+        Some(format!("header names segment {}", header.segment_id))
+    } else if header.dim as usize != dim || header.metric != metric {
+        Some(format!(
+            "holds {}-dimensional {} rows, the database {dim}-dimensional {metric}",
+            header.dim, header.metric
+        ))
+    } else if header.rows != meta.rows
+        || header.vectors_crc != meta.vectors_crc
+        || header.ids_crc != meta.ids_crc
+    {
+        Some("header does not match the manifest's record of the segment".into())
+    } else if !(bytes.as_ptr() as usize).is_multiple_of(format::ROW_ALIGN) {
+        Some("mapping is not 64-byte aligned".into())
+    } else {
+        None
+    };
+    match mismatch {
+        Some(what) => Err(Error::corrupted(path, what)),
+        None => Ok((header, map)),
+    }
+}
+
+/// Maps the links file at `path` and checks its header against the manifest
+/// record (which `open_column` checks the column file's row count against).
+fn open_links(
+    vfs: &dyn Vfs,
+    path: &Path,
+    meta: &SegmentMeta,
+) -> Result<(Arc<dyn Mapping>, LinksLayout)> {
+    let links = map_named(vfs, path)?;
+    let view = GraphView::open(links.bytes()).map_err(|e| links_error(path, e))?;
+    let found = GraphMeta {
+        header_crc: links_header_crc(links.bytes()),
+        entry_point: view.entry_point().unwrap_or(u32::MAX),
+        max_level: u32::from(view.max_level()),
+        m: view.m() as u32,
+        ef_construction: meta.graph.ef_construction,
+    };
+    if found != meta.graph || view.len() as u64 != meta.rows {
+        return Err(Error::corrupted(
+            path,
+            "header does not match the manifest's record of the segment",
+        ));
+    }
+    let layout = view.layout();
+    Ok((links, layout))
+}
+
+/// The regions of a column file (checked by `open_column`) whose checksums fail.
+fn column_damage(path: &Path, header: &ColumnHeader, bytes: &[u8]) -> Vec<(PathBuf, String)> {
+    let ids_at = header.ids_offset() as usize;
+    let mut damage = Vec::new();
+    if crc32fast::hash(&bytes[HEADER_LEN..ids_at]) != header.vectors_crc {
+        damage.push((path.to_path_buf(), "vector data checksum mismatch".into()));
+    }
+    if crc32fast::hash(&bytes[ids_at..]) != header.ids_crc {
+        damage.push((path.to_path_buf(), "id column checksum mismatch".into()));
+    }
+    damage
+}
+
+/// The first failure of the full check of a links file, if any.
+fn links_damage(path: &Path, bytes: &[u8]) -> Option<(PathBuf, String)> {
+    GraphView::open(bytes)
+        .and_then(|v| v.verify())
+        .err()
+        .map(|e| (path.to_path_buf(), e.to_string()))
 }
 
 /// Maps a file the manifest names; a missing one is damage, not an I/O error.

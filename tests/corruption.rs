@@ -155,6 +155,41 @@ fn newer_manifest_format_version_is_reported_as_such() {
     }
 }
 
+/// Writes `key = value` into the `config` table of the manifest at `path`
+/// through redb, leaving its `crc` entry as it was.
+fn set_config(path: &Path, key: &str, value: u64) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    {
+        let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("config");
+        tx.open_table(table).unwrap().insert(key, value).unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// Without the checksum a changed metric would be an options mismatch, or,
+/// opened with the stored options, a database scored with the wrong metric.
+#[test]
+fn changed_config_value_fails_its_checksum() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    let manifest = tmp.path().join("quiver.redb");
+    set_config(&manifest, "metric", 1);
+    assert_corrupted_naming(Database::open(tmp.path(), options()), &manifest);
+    assert_corrupted_naming(Database::open_existing(tmp.path()), &manifest);
+}
+
+/// A version 2 damaged to 1 would skip every checksum; the `crc` entry that
+/// version 1 never had gives it away.
+#[test]
+fn manifest_version_damaged_to_1_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    let manifest = tmp.path().join("quiver.redb");
+    set_config(&manifest, "format_version", 1);
+    assert_corrupted_naming(Database::open(tmp.path(), options()), &manifest);
+}
+
 #[test]
 fn truncated_manifest_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -234,7 +269,8 @@ use redb::ReadableTable;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-const SEGMENTS: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("segments");
+/// The `segments` table: (record, checksum) by segment id.
+const SEGMENTS: redb::TableDefinition<u64, (&[u8], u32)> = redb::TableDefinition::new("segments");
 const MANIFEST: &str = "quiver.redb";
 const SWEEP_DIM: usize = 4;
 
@@ -856,63 +892,47 @@ fn damaged_links_files_are_never_searched() {
 }
 
 /// Rewrites the `segments` record of `segment` in the working copy's
-/// manifest through redb, as `edit` changes it.
+/// manifest through redb, as `edit` changes it, keeping its old checksum.
 fn rewrite_record(fx: &Fixture, segment: u64, edit: impl FnOnce(&mut Vec<u8>)) {
     let db = redb::Database::open(fx.path(MANIFEST)).unwrap();
     let tx = db.begin_write().unwrap();
     {
         let mut table = tx.open_table(SEGMENTS).unwrap();
-        let mut record = table.get(segment).unwrap().unwrap().value().to_vec();
+        let (mut record, crc) = {
+            let found = table.get(segment).unwrap().unwrap();
+            let (record, crc) = found.value();
+            (record.to_vec(), crc)
+        };
         edit(&mut record);
-        table.insert(segment, record.as_slice()).unwrap();
+        table.insert(segment, (record.as_slice(), crc)).unwrap();
     }
     tx.commit().unwrap();
 }
 
+/// Every byte of a record is covered by its checksum, `ef_construction`
+/// (which nothing else checks) included.
 #[test]
-fn damaged_segment_records_are_refused_unless_the_field_is_unchecked() {
+fn damaged_segment_records_are_refused() {
     let fx = Fixture::new();
-    let (mut checked, mut unchecked, mut resized) = Default::default();
+    let (mut flipped, mut resized) = Default::default();
+    let blame = Blame::file(fx.path(MANIFEST));
     for &segment in &fx.segments {
-        // A record's damage shows as a disagreement with the files it names.
-        let blame = Blame {
-            files: vec![
-                fx.path(MANIFEST),
-                fx.path(&column_name(segment)),
-                fx.path(&links_name(segment)),
-            ],
-            manifest_errors: false,
-        };
         for at in 0..37 {
             for mask in MASKS {
                 rewrite_record(&fx, segment, |r| r[at] ^= mask);
                 let case = format!("segment {segment} record byte {at} ^ {mask:#04x}");
-                // Bytes 33..37 hold ef_construction, which nothing checks.
-                if at < 33 {
-                    fx.run(&case, Expect::Refused, &blame, &mut checked);
-                } else {
-                    fx.run(&case, Expect::Harmless, &blame, &mut unchecked);
-                }
+                fx.run(&case, Expect::Refused, &blame, &mut flipped);
             }
         }
         for len in [0, 1, 17, 36, 38, 64] {
             rewrite_record(&fx, segment, |r| r.resize(len, 0));
             let case = format!("segment {segment} record of {len} bytes");
-            fx.run(
-                &case,
-                Expect::Refused,
-                &Blame::file(fx.path(MANIFEST)),
-                &mut resized,
-            );
+            fx.run(&case, Expect::Refused, &blame, &mut resized);
         }
     }
     report(
         "manifest record",
-        &[
-            ("flips of checked fields", &checked),
-            ("flips of ef_construction", &unchecked),
-            ("resized records", &resized),
-        ],
+        &[("flipped bytes", &flipped), ("resized records", &resized)],
     );
 }
 
@@ -959,19 +979,14 @@ fn manifest_blame(fx: &Fixture) -> Blame {
     }
 }
 
-/// redb checks its page checksums only in its integrity check, not on
-/// ordinary reads, so damage inside `quiver.redb` is caught when the database
-/// is opened with `verify_on_open` (or by `quiver verify`), which runs it.
-#[test]
-fn damaged_manifest_file_gives_right_answers_or_an_error_when_verified_on_open() {
-    let mut fx = Fixture::new();
-    fx.verify_on_open = true;
+/// Flips 400 seeded bytes of the manifest, one per case, half anywhere in
+/// the file (mostly free space), half in its non-zero bytes (headers and live
+/// pages): each must give the right answers or an error naming the damage.
+fn sweep_manifest_flips(fx: &Fixture, kind: &str) {
     let (mut anywhere, mut used) = Default::default();
-    let blame = manifest_blame(&fx);
+    let blame = manifest_blame(fx);
     let good = fx.bytes(MANIFEST).to_vec();
     let mut rng = Rng::new(0x4edb);
-    // Half the flips anywhere in the file (mostly free space), half in its
-    // non-zero bytes (headers and live pages).
     let non_zero: Vec<usize> = (0..good.len()).filter(|&i| good[i] != 0).collect();
     for i in 0..400 {
         let at = if i % 2 == 0 {
@@ -988,12 +1003,27 @@ fn damaged_manifest_file_gives_right_answers_or_an_error_when_verified_on_open()
         fx.run(&case, Expect::Either, &blame, tally);
     }
     report(
-        "manifest file",
+        kind,
         &[
             ("flips anywhere", &anywhere),
             ("flips of non-zero bytes", &used),
         ],
     );
+}
+
+/// With `verify_on_open`, redb's integrity check runs over every page first.
+#[test]
+fn damaged_manifest_file_gives_right_answers_or_an_error_when_verified_on_open() {
+    let mut fx = Fixture::new();
+    fx.verify_on_open = true;
+    sweep_manifest_flips(&fx, "manifest file, verified on open");
+}
+
+/// Without it, the entry checksums (and `guarded`, for redb's panics) are
+/// what stands between a damaged page and a wrong answer.
+#[test]
+fn damaged_manifest_file_gives_right_answers_or_an_error_without_verify_on_open() {
+    sweep_manifest_flips(&Fixture::new(), "manifest file");
 }
 
 #[test]
@@ -1120,4 +1150,372 @@ fn damaged_manifest_page_type_byte_never_panics() {
         panics.len(),
         panics.join("\n")
     );
+}
+
+// ---------------------------------------------------------------------------
+// Manifest entries carry checksums of their own (manifest version 2): a byte
+// flipped inside a stored value, in the file itself, is reported, never served.
+
+/// A database of one sealed segment (ids 0..16) and one growing row, id 42,
+/// with a payload; returns the manifest's path.
+fn db_with_growing_row(dir: &Path, vector: &[f32], payload: &[u8]) -> PathBuf {
+    sealed_db(dir);
+    let db = Database::open(dir, options()).unwrap();
+    let mut w = db.writer().unwrap();
+    w.upsert(42, vector, Some(payload)).unwrap();
+    w.commit().unwrap();
+    dir.join(MANIFEST)
+}
+
+/// Xors `mask` into byte `offset` of every copy of `needle` in `path`
+/// (redb's free pages may hold older copies); returns how many it found.
+fn flip_every_copy(path: &Path, needle: &[u8], offset: usize, mask: u8) -> usize {
+    let mut bytes = std::fs::read(path).unwrap();
+    let found = find_all(&bytes, needle);
+    for &at in &found {
+        bytes[at + offset] ^= mask;
+    }
+    std::fs::write(path, &bytes).unwrap();
+    found.len()
+}
+
+#[test]
+fn flipped_payload_byte_in_the_manifest_is_reported_by_get_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vector = [1.5f32, -2.25, 3.125, 0.5];
+    let payload = b"the payload of id 42";
+    let manifest = db_with_growing_row(tmp.path(), &vector, payload);
+    assert!(flip_every_copy(&manifest, payload, 4, 0x01) > 0);
+    // Payloads are not read at open: the damage shows at the first read.
+    let db = Database::open(tmp.path(), options()).unwrap();
+    assert_corrupted_naming(db.get(42), &manifest);
+    assert_corrupted_naming(db.verify(), &manifest);
+    let problems = db.check();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].to_string().contains("payload of id 42"),
+        "{}",
+        problems[0]
+    );
+    // The vector is undamaged and still found.
+    assert_eq!(db.search(&vector, 1).unwrap()[0].id, 42);
+}
+
+#[test]
+fn flipped_growing_vector_byte_in_the_manifest_fails_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vector = [1.5f32, -2.25, 3.125, 0.5];
+    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let manifest = db_with_growing_row(tmp.path(), &vector, b"p");
+    // The sign of the first value: without a checksum, a vector that still
+    // decodes, and a search that would serve it.
+    assert!(flip_every_copy(&manifest, &bytes, 3, 0x80) > 0);
+    assert_corrupted_naming(Database::open(tmp.path(), options()), &manifest);
+    // Both redb's page checksums and the row's own fail.
+    let report = quiver::verify(tmp.path()).unwrap();
+    for e in &report.problems {
+        assert!(
+            matches!(e, Error::Corrupted { file, .. } if *file == manifest),
+            "{e:?}"
+        );
+    }
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|e| e.to_string().contains("growing row 0")),
+        "{:?}",
+        report.problems
+    );
+}
+
+/// The `ids` entry of id 42, (segment 0, growing row 0, crc): the key is
+/// bound into the checksum, so a location flipped to another row is refused.
+#[test]
+fn flipped_location_in_the_manifest_is_reported_by_get() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = db_with_growing_row(tmp.path(), &[1.0, 2.0, 3.0, 4.0], b"p");
+    let ids: redb::TableDefinition<u64, (u64, u64, u32)> = redb::TableDefinition::new("ids");
+    let (segment, row, crc) = {
+        let db = redb::Database::open(&manifest).unwrap();
+        let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let table = tx.open_table(ids).unwrap();
+        let value = redb::ReadableTable::get(&table, 5)
+            .unwrap()
+            .unwrap()
+            .value();
+        value
+    };
+    assert_eq!((segment, row), (1, 5));
+    let mut needle = Vec::new();
+    needle.extend(segment.to_le_bytes());
+    needle.extend(row.to_le_bytes());
+    needle.extend(crc.to_le_bytes());
+    // Row 5 becomes row 4: a row that exists and holds another id.
+    assert!(flip_every_copy(&manifest, &needle, 8, 0x01) > 0);
+    let db = Database::open(tmp.path(), options()).unwrap();
+    assert_corrupted_naming(db.get(5), &manifest);
+    assert_corrupted_naming(db.verify(), &manifest);
+    assert_eq!(db.get(4).unwrap().unwrap().vector, [16.0, 17.0, 18.0, 19.0]);
+}
+
+/// A tombstone's key flipped to another row would bring a deleted row back
+/// and delete a live one; its checksum covers the key.
+#[test]
+fn flipped_tombstone_in_the_manifest_fails_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    {
+        let db = Database::open(tmp.path(), options()).unwrap();
+        let mut w = db.writer().unwrap();
+        w.delete(9).unwrap();
+        w.commit().unwrap();
+    }
+    let manifest = tmp.path().join(MANIFEST);
+    let tombstones: redb::TableDefinition<(u64, u64), u32> =
+        redb::TableDefinition::new("tombstones");
+    let crc = {
+        let db = redb::Database::open(&manifest).unwrap();
+        let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let table = tx.open_table(tombstones).unwrap();
+        let crc = redb::ReadableTable::get(&table, (1, 9))
+            .unwrap()
+            .unwrap()
+            .value();
+        crc
+    };
+    let mut needle = Vec::new();
+    needle.extend(1u64.to_le_bytes());
+    needle.extend(9u64.to_le_bytes());
+    needle.extend(crc.to_le_bytes());
+    assert!(flip_every_copy(&manifest, &needle, 8, 0x02) > 0);
+    assert_corrupted_naming(Database::open(tmp.path(), options()), &manifest);
+}
+
+/// `verify` goes on after the first damage: one report names the damaged
+/// column header of segment 1, its links file, both regions of segment 2's
+/// column file and a damaged payload in the manifest.
+#[test]
+fn verify_names_every_damaged_file_and_region_in_one_run() {
+    let fx = Fixture::new();
+    let col1 = fx.path(&column_name(1));
+    let links1 = fx.path(&links_name(1));
+    let col2 = fx.path(&column_name(2));
+    let manifest = fx.path(MANIFEST);
+    flip(&col1, 20);
+    flip(&links1, 128 + 4);
+    let ids_at = le_u64(fx.bytes(&column_name(2)), 40);
+    flip(&col2, 64 + 1);
+    flip(&col2, ids_at + 1);
+    assert!(flip_every_copy(&manifest, b"payload 3", 8, 0x01) > 0);
+
+    let report = quiver::verify(&fx.work).unwrap();
+    let named: Vec<(String, String)> = report
+        .problems
+        .iter()
+        .map(|e| match e {
+            Error::Corrupted { file, what } => (
+                file.file_name().unwrap().to_string_lossy().into_owned(),
+                what.clone(),
+            ),
+            other => panic!("unexpected problem {other:?}"),
+        })
+        .collect();
+    let count = |file: &str, what: &str| {
+        named
+            .iter()
+            .filter(|(f, w)| f == file && w.contains(what))
+            .count()
+    };
+    // redb's page checksums fail too, and "payload 3" is in "payload 30" etc.
+    assert!(count(MANIFEST, "payload of id 3 ") == 1, "{named:#?}");
+    assert!(count(MANIFEST, "") > 1, "{named:#?}");
+    assert_eq!(count(&column_name(1), ""), 1, "{named:#?}");
+    assert_eq!(count(&column_name(1), "header"), 1, "{named:#?}");
+    assert_eq!(count(&links_name(1), ""), 1, "{named:#?}");
+    assert_eq!(count(&column_name(2), "vector data"), 1, "{named:#?}");
+    assert_eq!(count(&column_name(2), "id column"), 1, "{named:#?}");
+    assert_eq!(count(&links_name(2), ""), 0, "{named:#?}");
+    assert_eq!(named.len(), count(MANIFEST, "") + 4, "{named:#?}");
+    assert!(report.stats.is_none());
+    // Damage kept it from opening, and it still holds no lock.
+    assert!(Database::open(&fx.work, sweep_options()).is_err());
+}
+
+#[test]
+fn verify_of_a_sound_database_reports_nothing() {
+    let fx = Fixture::new();
+    let report = quiver::verify(&fx.work).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.stats.unwrap().rows, fx.answers.len);
+}
+
+// ---------------------------------------------------------------------------
+// Databases of manifest version 1 (`tests/fixtures/manifest-v1`, see its
+// README) open, read and search as before, and are upgraded to version 2.
+
+const V1_LIVE: usize = 254;
+
+fn v1_vector(id: u64, version: u64) -> Vec<f32> {
+    Rng::new(0xf1_7e_00 ^ (id << 8) ^ version).vector(8)
+}
+
+/// What the fixture holds for `id`, `None` for a deleted or unused id.
+fn v1_record(id: u64) -> Option<Record> {
+    let payload = |p: bool| p.then(|| format!("payload {id}").into_bytes());
+    match id {
+        5 | 10 | 15 | 150 | 1003 | 1004 => None,
+        7 => Some(Record {
+            vector: v1_vector(7, 1),
+            payload: Some(b"payload 7, replaced".to_vec()),
+        }),
+        0..200 => Some(Record {
+            vector: v1_vector(id, 0),
+            payload: payload(id.is_multiple_of(3)),
+        }),
+        1000..1060 => Some(Record {
+            vector: v1_vector(id, 0),
+            payload: payload(id.is_multiple_of(2)),
+        }),
+        _ => None,
+    }
+}
+
+/// The fixture copied to a temporary directory (opening it upgrades it).
+fn v1_copy() -> tempfile::TempDir {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/manifest-v1");
+    let tmp = tempfile::tempdir().unwrap();
+    for name in [MANIFEST, &column_name(1), &links_name(1)] {
+        std::fs::copy(fixture.join(name), tmp.path().join(name)).unwrap();
+    }
+    tmp
+}
+
+fn manifest_version(dir: &Path) -> u64 {
+    let config: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("config");
+    let db = redb::Database::open(dir.join(MANIFEST)).unwrap();
+    let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let table = tx.open_table(config).unwrap();
+    let version = redb::ReadableTable::get(&table, "format_version")
+        .unwrap()
+        .unwrap()
+        .value();
+    version
+}
+
+fn v1_options() -> Options {
+    Options::new(8, Metric::L2).auto_merge(false)
+}
+
+/// Every id's record and an exact and a graph search, against the fixture's
+/// contents.
+fn assert_holds_the_v1_rows(db: &Database) {
+    assert_eq!(db.len(), V1_LIVE);
+    let mut rows = Vec::new();
+    for id in (0..1100).chain([9_999]) {
+        let want = v1_record(id);
+        assert_eq!(db.get(id).unwrap(), want, "get({id})");
+        if let Some(r) = want {
+            rows.push((id, r.vector));
+        }
+    }
+    assert_eq!(rows.len(), V1_LIVE);
+    let mut rng = Rng::new(0x71);
+    for _ in 0..5 {
+        let q = rng.vector(8);
+        let want: Vec<u64> = common::brute_force(Metric::L2, &rows, &q, 10)
+            .iter()
+            .map(|h| h.0)
+            .collect();
+        let exact = db
+            .search_with(&q, &SearchParams::new(10).exact(true))
+            .unwrap();
+        assert_eq!(exact.iter().map(|h| h.id).collect::<Vec<_>>(), want);
+    }
+    // The graph finds each stored vector itself, sealed and growing.
+    for id in [0, 7, 199, 1000, 1059] {
+        let v = v1_record(id).unwrap().vector;
+        assert_eq!(db.search(&v, 1).unwrap()[0].id, id, "search for {id}");
+    }
+}
+
+#[test]
+fn manifest_v1_directory_is_read_in_full_and_upgraded_at_open() {
+    let tmp = v1_copy();
+    assert_eq!(manifest_version(tmp.path()), 1);
+    {
+        let db = Database::open(tmp.path(), v1_options()).unwrap();
+        assert_holds_the_v1_rows(&db);
+        db.verify().unwrap();
+        // Segment 1's calibration record came through the upgrade.
+        assert_eq!(db.merge_pending().unwrap(), 0);
+    }
+    assert_eq!(manifest_version(tmp.path()), 2);
+    // The upgraded directory reopens, takes commits, and verifies.
+    let db = Database::open(tmp.path(), v1_options()).unwrap();
+    assert_holds_the_v1_rows(&db);
+    let mut w = db.writer().unwrap();
+    w.delete(0).unwrap();
+    w.upsert(5000, &[0.5; 8], Some(b"new")).unwrap();
+    w.commit().unwrap();
+    drop(w);
+    drop(db);
+    let db = Database::open(tmp.path(), v1_options()).unwrap();
+    assert_eq!(db.len(), V1_LIVE);
+    assert_eq!(db.get(0).unwrap(), None);
+    assert_eq!(
+        db.get(5000).unwrap().unwrap().payload.as_deref(),
+        Some(&b"new"[..])
+    );
+    drop(db);
+    let report = quiver::verify(tmp.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn manifest_v1_directory_is_upgraded_by_verify_and_open_existing() {
+    let tmp = v1_copy();
+    let report = quiver::verify(tmp.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.stats.unwrap().rows, V1_LIVE);
+    assert_eq!(manifest_version(tmp.path()), 2);
+    let db = Database::open_existing(tmp.path()).unwrap();
+    assert_eq!((db.dim(), db.metric()), (8, Metric::L2));
+    assert_holds_the_v1_rows(&db);
+}
+
+/// The upgrade is one redb transaction: a power cut at any sync point of the
+/// open that upgrades leaves a directory that opens, upgraded or not yet, with
+/// every row.
+#[test]
+fn manifest_v1_upgrade_survives_a_power_cut_at_every_sync_point() {
+    use quiver::fs::{CrashKind, MemFs, Vfs};
+    use std::sync::Arc;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/manifest-v1");
+    let dir = Path::new("/db");
+    let fs = MemFs::new();
+    fs.create_dir_all(dir).unwrap();
+    for name in [MANIFEST, &column_name(1), &links_name(1)] {
+        let file = fs.open(&dir.join(name), true).unwrap();
+        file.write_at(0, &std::fs::read(fixture.join(name)).unwrap())
+            .unwrap();
+        file.sync().unwrap();
+    }
+    fs.sync_dir(dir).unwrap();
+    fs.record_crash_images(true);
+    drop(Database::open_with_vfs(Arc::new(fs.clone()), dir, v1_options()).unwrap());
+    assert!(fs.sync_points() > 0);
+    let mut images = 0;
+    for kind in CrashKind::ALL {
+        for seed in 0..3 {
+            for (point, image) in fs.crash_images_with(kind, seed) {
+                let db = Database::open_with_vfs(Arc::new(image), dir, v1_options())
+                    .unwrap_or_else(|e| panic!("{kind:?} at sync point {point}: {e}"));
+                assert_holds_the_v1_rows(&db);
+                db.verify().unwrap();
+                images += 1;
+            }
+        }
+    }
+    eprintln!("{images} crash images of the upgrade, every one whole");
 }

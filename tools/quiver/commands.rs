@@ -365,31 +365,26 @@ pub fn stats(args: &StatsArgs) -> CliResult {
     Ok(Outcome::Done)
 }
 
-/// `quiver verify`: exit 1 and name each bad file if anything is damaged.
+/// `quiver verify`: exit 1 and name every damaged file, region and manifest
+/// entry if anything is damaged.
 pub fn verify(args: &VerifyArgs) -> CliResult {
-    let db = match Database::open_existing_verified(&args.dir) {
-        Ok(db) => db,
-        Err(e @ (Error::Corrupted { .. } | Error::UnsupportedVersion { .. })) => {
-            say!("BAD {e}");
-            return Ok(Outcome::Damaged);
-        }
-        Err(e) => return Err(e.into()),
-    };
     let spinner = progress(0, "  verifying {spinner} {elapsed}");
-    let problems = db.check();
+    let report = quiver::verify(&args.dir);
     spinner.finish_and_clear();
-    for p in &problems {
+    let report = report?;
+    for p in &report.problems {
         say!("BAD {p}");
     }
-    if !problems.is_empty() {
-        return Ok(Outcome::Damaged);
+    match (report.problems.is_empty(), report.stats) {
+        (true, Some(s)) => {
+            say!(
+                "ok: {} rows (sealed segments: {}, growing rows: {}), every checksum and id checked",
+                s.rows,
+                s.segments,
+                s.growing_rows
+            );
+            Ok(Outcome::Done)
+        }
+        _ => Ok(Outcome::Damaged),
     }
-    let s = db.stats()?;
-    say!(
-        "ok: {} rows (sealed segments: {}, growing rows: {}), every checksum and id checked",
-        s.rows,
-        s.segments,
-        s.growing_rows
-    );
-    Ok(Outcome::Done)
 }
