@@ -54,8 +54,8 @@
 
 use crate::bench_build::{self, Build, Pattern};
 use crate::commands::progress;
-use crate::import::{read_ivecs, Batch, VectorReader};
-use crate::{CliResult, Outcome};
+use crate::import::{dim_mismatch, read_ivecs, Batch, VectorReader};
+use crate::{check_flag, CliResult, Outcome};
 use clap::Args;
 use quiver::{Database, Metric, Options, SearchParams};
 use serde_json::{json, Value};
@@ -83,7 +83,8 @@ pub struct BenchArgs {
     /// Graph search candidate list sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     ef: Vec<usize>,
-    /// Thread counts to measure (default: 1, 2, ... up to the number of cores).
+    /// Thread counts to measure, each 1 to 1024 (default: 1, 2, ... up to
+    /// the number of cores).
     #[arg(long, value_delimiter = ',')]
     threads: Option<Vec<usize>>,
     /// How to build: `one` commit of everything, commits of `10k` or `100`
@@ -111,7 +112,7 @@ pub struct BenchArgs {
     /// there (default: a temporary directory, removed afterwards). With
     /// several patterns, each uses the subdirectory named after it.
     #[arg(long)]
-    dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
     /// Use at most this many queries.
     #[arg(long)]
     max_queries: Option<usize>,
@@ -119,6 +120,9 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
 }
+
+/// Most threads `--threads` may ask for.
+const MAX_THREADS: usize = 1024;
 
 /// One measured configuration.
 struct Run {
@@ -290,6 +294,8 @@ fn measure(
 /// base (read on the first build).
 struct Inputs {
     queries: Vec<f32>,
+    /// Components per query.
+    dim: usize,
     nq: usize,
     file_truth: Option<Vec<HashSet<u64>>>,
     base: Option<Batch>,
@@ -378,15 +384,10 @@ fn run_pattern(
         (db, Some(build))
     };
     let stats = db.stats()?;
-    let queries = &inputs.queries;
-    if !queries.len().is_multiple_of(db.dim()) {
-        return Err(format!(
-            "{}: the queries are not {}-d like the database",
-            args.queries.display(),
-            db.dim()
-        )
-        .into());
+    if inputs.dim != db.dim() {
+        return Err(dim_mismatch(&args.queries, inputs.dim, db.dim()).into());
     }
+    let queries = &inputs.queries;
 
     // The queries start now; a thread beside them waits for the background
     // merger to go idle, to tell whether merges ran under them.
@@ -620,8 +621,9 @@ fn print_runs(args: &BenchArgs, runs: &[Run]) -> std::io::Result<()> {
 
 /// `quiver bench`.
 pub fn run(args: &BenchArgs) -> CliResult {
-    if args.k == 0 || args.ef.is_empty() {
-        return Err("-k and --ef must be at least 1".into());
+    SearchParams::new(args.k).validate()?;
+    for &ef in &args.ef {
+        SearchParams::new(args.k).ef(ef).validate()?;
     }
     let mut patterns: Vec<Pattern> = Vec::new();
     for &p in &args.pattern {
@@ -636,8 +638,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         (1..=cores).collect()
     });
-    if threads.contains(&0) {
-        return Err("--threads must be at least 1".into());
+    for &t in &threads {
+        check_flag("--threads", t, 1, MAX_THREADS)?;
     }
     let _cleanup;
     let root = match &args.dir {
@@ -655,7 +657,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
         return Err(format!("{}: no queries", args.queries.display()).into());
     }
     if let Some(max) = args.max_queries {
-        queries.truncate(max.max(1) * qdim);
+        check_flag("--max-queries", max, 1, usize::MAX)?;
+        queries.truncate(max.saturating_mul(qdim));
     }
     let nq = queries.len() / qdim;
     let file_truth = match &args.gt {
@@ -664,6 +667,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     };
     let mut inputs = Inputs {
         queries,
+        dim: qdim,
         nq,
         file_truth,
         base: None,

@@ -13,7 +13,7 @@ use std::time::Instant;
 #[derive(Debug, Args)]
 pub struct CompactArgs {
     /// Database directory; no other process may have it open.
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// Pack segments up to this many live rows.
     #[arg(long, default_value_t = quiver::compact::DEFAULT_TARGET_SEGMENT_ROWS)]
     target_segment_rows: usize,
