@@ -360,14 +360,25 @@ fn run_pattern(
     dir: &Path,
     inputs: &mut Inputs,
 ) -> Result<PatternReport, Box<dyn std::error::Error>> {
+    // Checked before anything is built.
+    let same_dim = |dim: usize| {
+        if inputs.dim == dim {
+            Ok(())
+        } else {
+            Err(dim_mismatch(&args.queries, inputs.dim, dim))
+        }
+    };
     let (db, build) = if dir.join("quiver.redb").exists() {
-        (Database::open_existing(dir)?, None)
+        let db = Database::open_existing(dir)?;
+        same_dim(db.dim())?;
+        (db, None)
     } else {
         if inputs.base.is_none() {
             inputs.base = Some(read_base(&args.base)?);
         }
         let base = inputs.base.as_ref().ok_or("no base")?;
         let dim = base.vectors.len() / base.ids.len();
+        same_dim(dim)?;
         let options = Options::new(dim, args.metric)
             .m(args.m)
             .ef_construction(args.ef_construction);
@@ -384,9 +395,6 @@ fn run_pattern(
         (db, Some(build))
     };
     let stats = db.stats()?;
-    if inputs.dim != db.dim() {
-        return Err(dim_mismatch(&args.queries, inputs.dim, db.dim()).into());
-    }
     let queries = &inputs.queries;
 
     // The queries start now; a thread beside them waits for the background

@@ -30,13 +30,8 @@ pub struct CreateArgs {
     ef_construction: usize,
 }
 
-/// Arguments of `quiver import`.
-///
-/// Ids are row numbers (counted from the start of the file, plus
-/// `--id-offset`) or, for JSON Lines, a field of each row. Import never
-/// replaces a row that is already in the database unless given `--replace`:
-/// a row whose id is present stops it, with an error naming the row and the
-/// id, and saying how to go on.
+/// Arguments of `quiver import` (its `--help` in `main.rs` says how ids
+/// are chosen and what stops an import).
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Database directory (made by `quiver create`).
@@ -552,11 +547,12 @@ pub fn stats(args: &StatsArgs) -> CliResult {
     Ok(Outcome::Done)
 }
 
-/// `quiver verify`: exit 1 and name each bad file if anything is damaged.
+/// `quiver verify`: exit 3 and name each bad file if anything is damaged (a
+/// file of a newer format is no damage: its error says to upgrade).
 pub fn verify(args: &VerifyArgs) -> CliResult {
     let db = match Database::open_existing_verified(&args.dir) {
         Ok(db) => db,
-        Err(e @ (Error::Corrupted { .. } | Error::UnsupportedVersion { .. })) => {
+        Err(e @ Error::Corrupted { .. }) => {
             say!("BAD {e}");
             return Ok(Outcome::Damaged);
         }

@@ -56,6 +56,20 @@ enum Command {
     Create(commands::CreateArgs),
     /// Load vectors from .fvecs, .bvecs, .fbin, .u8bin, .npy or JSON Lines,
     /// committing in batches.
+    ///
+    /// A row's id is its row number in the file plus --id-offset, or with
+    /// --ids-from-field a field of each JSON line. Import never replaces a
+    /// row already in the database unless given --replace: a row whose id is
+    /// present stops it with an error that names the row and the id and
+    /// gives the commands that add the rows after the ids present
+    /// (--id-offset) or overwrite them (--replace). A JSON line's "payload"
+    /// is stored as written: a string as its text, anything else as its JSON
+    /// text byte for byte.
+    ///
+    /// Every completed batch is committed. An error, Ctrl-C or SIGTERM ends
+    /// the import with the command that resumes it (--start ROW, with the
+    /// same options); when a row of the file is bad, the error names it, to
+    /// be fixed before resuming.
     Import(commands::ImportArgs),
     /// Find the nearest neighbours of the vectors in a query file.
     Search(commands::SearchArgs),
