@@ -476,9 +476,15 @@ fn file_truth(
     nq: usize,
     k: usize,
 ) -> Result<Vec<HashSet<u64>>, Box<dyn std::error::Error>> {
+    let path = gt.display();
     let gt = read_ivecs(gt)?;
-    if gt.len() < nq || gt.iter().take(nq).any(|r| r.len() < k) {
-        return Err(format!("{}: needs {nq} rows of at least {k} ids", gt.len()).into());
+    if gt.len() < nq {
+        let rows = gt.len();
+        return Err(format!("{path}: {rows} rows of ground truth for {nq} queries").into());
+    }
+    if let Some(row) = gt.iter().take(nq).position(|r| r.len() < k) {
+        let ids = gt[row].len();
+        return Err(format!("{path}: row {row}: {ids} ids, fewer than -k ({k})").into());
     }
     Ok(gt
         .iter()

@@ -130,24 +130,27 @@ pub struct VerifyArgs {
 }
 
 /// Opens an existing database, with advice when there is none.
-fn open(dir: &Path) -> Result<Database, Box<dyn std::error::Error>> {
-    Database::open_existing(dir).map_err(|e| match e {
-        Error::NotADatabase { .. } => {
-            let advice = match std::fs::metadata(dir) {
-                Ok(m) if !m.is_dir() => "give the directory `quiver create` made".to_owned(),
-                Ok(_) if !holds_only_an_interrupted_create(dir) => {
-                    "give the directory `quiver create` made, or create one in a new directory"
-                        .to_owned()
-                }
-                _ => format!(
-                    "create one with `quiver create {} --dim D --metric cosine`",
-                    dir.display()
-                ),
-            };
-            Failure::new(Exit::Failed, format!("{e} ({advice})")).into()
+pub fn open(dir: &Path) -> Result<Database, Box<dyn std::error::Error>> {
+    Database::open_existing(dir).map_err(|e| with_advice(dir, e))
+}
+
+/// `e` from opening `dir`, with what to do next when `dir` is no database:
+/// to create one only where `quiver create` works.
+pub fn with_advice(dir: &Path, e: Error) -> Box<dyn std::error::Error> {
+    if !matches!(e, Error::NotADatabase { .. }) {
+        return e.into();
+    }
+    let advice = match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => "give the directory `quiver create` made".to_owned(),
+        Ok(_) if !holds_only_an_interrupted_create(dir) => {
+            "give the directory `quiver create` made, or create one in a new directory".to_owned()
         }
-        e => e.into(),
-    })
+        _ => format!(
+            "create one with `quiver create {} --dim D --metric cosine`",
+            dir.display()
+        ),
+    };
+    Failure::new(Exit::Failed, format!("{e} ({advice})")).into()
 }
 
 /// Whether `dir` holds nothing, or only what a `create` that was cut off
@@ -266,6 +269,8 @@ impl ImportArgs {
         let exit = Exit::of(e);
         let done = format!("rows before {committed} are committed");
         let message = match next {
+            // Resuming would meet the damage again; `main` adds what to do.
+            _ if exit == Exit::Damaged => format!("{e}; {done}"),
             Next::Resume => format!(
                 "{e}; {done}: resume with `{}`",
                 self.resume_command(committed, self.replace)
@@ -366,7 +371,8 @@ pub fn import(args: &ImportArgs) -> CliResult {
                 let present = match first {
                     Some(first) => Some(format!("id {id} is also the id of row {first}")),
                     None => snapshot
-                        .contains(id)?
+                        .contains(id)
+                        .map_err(|e| args.stopped(&db, committed, &e, Next::Resume))?
                         .then(|| format!("id {id} is already in {}", args.dir.display())),
                 };
                 if let Some(present) = present {
@@ -556,7 +562,7 @@ pub fn verify(args: &VerifyArgs) -> CliResult {
             say!("BAD {e}");
             return Ok(Outcome::Damaged);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(with_advice(&args.dir, e)),
     };
     let spinner = progress(0, "  verifying {spinner} {elapsed}");
     let problems = db.check();

@@ -239,7 +239,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             let exit = Exit::of(&*e);
-            if exit == Exit::Damaged && e.downcast_ref::<Failure>().is_none() {
+            if exit == Exit::Damaged {
                 eprintln!("quiver: {e}; {}", damage_advice(dir.as_deref()));
             } else {
                 eprintln!("quiver: {e}");
