@@ -691,7 +691,7 @@ fn sigterm_stops_an_import_with_the_row_that_resumes_it() {
     let db = tmp.path().join("db");
     create(&db, 8, "l2");
     let data = tmp.path().join("base.fvecs");
-    let total = 100_000;
+    let total = 20_000;
     write_fvecs(&data, &vectors(total, 8, 13));
     let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
         .arg("import")
@@ -701,7 +701,15 @@ fn sigterm_stops_an_import_with_the_row_that_resumes_it() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // The first commits grow the manifest: the import is under way, past
+    // the point where it catches the signal.
+    let manifest = db.join("quiver.redb");
+    let empty = std::fs::metadata(&manifest).unwrap().len();
+    let began = std::time::Instant::now();
+    while std::fs::metadata(&manifest).unwrap().len() == empty {
+        assert!(began.elapsed().as_secs() < 30, "the import never committed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     // SAFETY: kill(2) on the pid of a child this test spawned and has not
     // waited for.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };

@@ -77,10 +77,10 @@ pub struct BenchArgs {
     /// `churn` pattern.
     #[arg(long)]
     gt: Option<PathBuf>,
-    /// Neighbours per query; recall is recall@k.
+    /// Neighbours per query (1 to 65536); recall is recall@k.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
-    /// Graph search candidate list sizes to measure.
+    /// Graph search candidate list sizes to measure, each k to 65536.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     ef: Vec<usize>,
     /// Thread counts to measure, each 1 to 1024 (default: 1, 2, ... up to
@@ -102,10 +102,10 @@ pub struct BenchArgs {
     /// Distance of a newly built database.
     #[arg(long, default_value = "cosine")]
     metric: Metric,
-    /// HNSW links per node of a newly built database.
+    /// HNSW links per node of a newly built database, 2 to 1024.
     #[arg(long, default_value_t = quiver::DEFAULT_M)]
     m: usize,
-    /// HNSW build candidate list size of a newly built database.
+    /// HNSW build candidate list size of a newly built database, m to 65536.
     #[arg(long, default_value_t = quiver::DEFAULT_EF_CONSTRUCTION)]
     ef_construction: usize,
     /// Database directory: reused if it already holds a database, else built
@@ -113,7 +113,7 @@ pub struct BenchArgs {
     /// several patterns, each uses the subdirectory named after it.
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// Use at most this many queries.
+    /// Use at most this many queries (at least 1).
     #[arg(long)]
     max_queries: Option<usize>,
     /// Print one JSON object instead of a table.

@@ -22,10 +22,10 @@ pub struct CreateArgs {
     /// Distance: l2 (squared Euclidean), ip (inner product) or cosine.
     #[arg(long)]
     metric: Metric,
-    /// HNSW links per node (level 0 keeps twice as many).
+    /// HNSW links per node (level 0 keeps twice as many), 2 to 1024.
     #[arg(long, default_value_t = quiver::DEFAULT_M)]
     m: usize,
-    /// HNSW candidate list size while building.
+    /// HNSW candidate list size while building, m to 65536.
     #[arg(long, default_value_t = quiver::DEFAULT_EF_CONSTRUCTION)]
     ef_construction: usize,
 }
@@ -49,7 +49,7 @@ pub struct ImportArgs {
     /// row stops the import).
     #[arg(long)]
     replace: bool,
-    /// Rows per commit.
+    /// Rows per commit, at least 1.
     #[arg(long, default_value_t = DEFAULT_IMPORT_BATCH)]
     batch: usize,
     /// Skip this many rows first: resumes an interrupted import.
@@ -76,10 +76,11 @@ pub struct SearchArgs {
         conflicts_with = "query"
     )]
     vector: Option<Vec<f32>>,
-    /// Neighbours per query.
+    /// Neighbours per query, 1 to 65536.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
-    /// Candidate list size of the graph search (default: the database's).
+    /// Candidate list size of the graph search, k to 65536 (default: each
+    /// segment's calibrated one).
     #[arg(long)]
     ef: Option<usize>,
     /// Scan every row instead of searching the graphs.

@@ -14,13 +14,14 @@ use std::time::Instant;
 pub struct CompactArgs {
     /// Database directory; no other process may have it open.
     pub dir: PathBuf,
-    /// Pack segments up to this many live rows.
+    /// Pack segments up to this many live rows (at least 1).
     #[arg(long, default_value_t = quiver::compact::DEFAULT_TARGET_SEGMENT_ROWS)]
     target_segment_rows: usize,
-    /// HNSW links per node of the new graphs (rebuilds every segment).
+    /// HNSW links per node of the new graphs, 2 to 1024 (rebuilds every segment).
     #[arg(long)]
     m: Option<usize>,
-    /// HNSW build candidate list size of the new graphs (rebuilds every segment).
+    /// HNSW build candidate list size of the new graphs, m to 65536 (rebuilds
+    /// every segment).
     #[arg(long)]
     ef_construction: Option<usize>,
     /// Print the plan and change nothing.
