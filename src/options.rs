@@ -141,7 +141,7 @@ pub const MAX_M: usize = 1024;
 /// largest `k` of a search.
 pub const MAX_EF: usize = 1 << 16;
 
-/// The error for `value` of `name` outside `range`.
+/// The error for `value` of `name`, which is not `allowed` ("between 2 and 1024").
 fn out_of_range(name: &'static str, value: impl fmt::Display, allowed: String) -> Error {
     Error::OutOfRange {
         name,
@@ -314,7 +314,7 @@ impl Options {
     /// [`ef_search`](Options::ef_search). Nothing is clamped.
     ///
     /// ```
-    /// use quiver::{Error, Metric, Options};
+    /// use quiver::{Metric, Options};
     /// let e = Options::new(8, Metric::L2).m(1).validate().unwrap_err();
     /// assert_eq!(e.to_string(), "m is 1: it must be between 2 and 1024");
     /// ```

@@ -57,9 +57,9 @@ impl SearchParams {
     }
 
     /// Chooses each segment's `ef` as the smallest whose measured recall@10
-    /// reaches `recall` (from 0 to 1, checked by [`SearchParams::validate`]): a trade of speed for accuracy
-    /// that adapts to the data, where [`SearchParams::ef`] is one fixed
-    /// effort. Measured on the segments' own rows, which are easier queries
+    /// reaches `recall` (from 0 to 1, checked by [`SearchParams::validate`]):
+    /// a trade of speed for accuracy that adapts to the data, where
+    /// [`SearchParams::ef`] is one fixed effort. Measured on the segments' own rows, which are easier queries
     /// than new vectors, so new queries see somewhat lower recall.
     ///
     /// ```

@@ -531,7 +531,19 @@ fn out_of_range_values_are_refused_with_their_range() {
 
     let data = tmp.path().join("base.fvecs");
     write_fvecs(&data, &vectors(20, 4, 11));
-    let cases: [(&[&dyn AsRef<std::ffi::OsStr>], &str); 8] = [
+    let cases: [(&[&dyn AsRef<std::ffi::OsStr>], &str); 9] = [
+        (
+            &[
+                &"bench",
+                &"--base",
+                &data,
+                &"--queries",
+                &data,
+                &"--max-queries",
+                &"0",
+            ],
+            "--max-queries is 0: it must be at least 1",
+        ),
         (
             &[&"search", &db, &"--vector", &"1,2,3,4", &"-k", &"0"],
             "k is 0: it must be between 1 and 65536",

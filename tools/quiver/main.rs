@@ -187,16 +187,21 @@ impl std::error::Error for Failure {}
 /// of its [`Exit`] kind.
 pub type CliResult = Result<Outcome, Box<dyn std::error::Error>>;
 
-/// Checks a command-line value against its range; the error names the flag
-/// and states the range, in the words of the library's
-/// [`quiver::Error::OutOfRange`].
+/// Checks a command-line value against its range (`max` `usize::MAX` for
+/// none); the error names the flag and states the range, in the words of the
+/// library's [`quiver::Error::OutOfRange`].
 pub fn check_flag(flag: &str, value: usize, min: usize, max: usize) -> Result<(), Failure> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
+    let allowed = if max == usize::MAX {
+        format!("at least {min}")
+    } else {
+        format!("between {min} and {max}")
+    };
     Err(Failure::new(
         Exit::Failed,
-        format!("{flag} is {value}: it must be between {min} and {max}"),
+        format!("{flag} is {value}: it must be {allowed}"),
     ))
 }
 
