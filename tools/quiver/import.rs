@@ -50,7 +50,8 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub struct ImportError {
     /// The file being read.
     pub path: PathBuf,
-    /// The row (counted from 0) being read, when the failure belongs to one.
+    /// The row (counted from 0) that is malformed, when the failure belongs
+    /// to one (a failed read belongs to none).
     pub row: Option<u64>,
     /// What is wrong, without the file name or row.
     pub message: String,
@@ -374,8 +375,11 @@ impl VectorReader {
         ImportError::new(&self.path, row, message)
     }
 
+    /// A failed read: the file may be fine, so the error names no row (only
+    /// a malformed row does), only where it was reading.
     fn read_failed(&self, row: Option<u64>, e: &io::Error) -> ImportError {
-        self.fail(row, format!("read failed: {e}"))
+        let at = row.map_or_else(String::new, |row| format!(" at row {row}"));
+        self.fail(None, format!("read failed{at}: {e}"))
     }
 
     fn truncated(&self, row: u64, got: usize) -> ImportError {
