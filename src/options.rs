@@ -337,3 +337,60 @@ impl Options {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_accepts_the_ends_of_every_range() {
+        let low = Options::new(1, Metric::L2)
+            .growing_threshold(1)
+            .m(MIN_M)
+            .ef_construction(MIN_M)
+            .ef_search(1);
+        assert!(low.validate().is_ok());
+        let high = Options::new(MAX_DIM, Metric::L2)
+            .growing_threshold(crate::MAX_SEGMENT_ROWS)
+            .m(MAX_M)
+            .ef_construction(MAX_EF)
+            .ef_search(MAX_EF);
+        assert!(high.validate().is_ok());
+        assert!(check_search(1, Some(1), Some(0.0)).is_ok());
+        assert!(check_search(MAX_EF, Some(MAX_EF), Some(1.0)).is_ok());
+    }
+
+    #[test]
+    fn one_past_either_end_is_refused_and_kept_as_given() {
+        let cases = [
+            (Options::new(MAX_DIM + 1, Metric::L2), "dimension", "65537"),
+            (
+                Options::new(4, Metric::L2).growing_threshold(crate::MAX_SEGMENT_ROWS + 1),
+                "growing_threshold",
+                "4294967295",
+            ),
+            (Options::new(4, Metric::L2).m(MIN_M - 1), "m", "1"),
+            (
+                Options::new(4, Metric::L2).ef_construction(MAX_EF + 1),
+                "ef_construction",
+                "65537",
+            ),
+            (
+                Options::new(4, Metric::L2).ef_search(MAX_EF + 1),
+                "ef_search",
+                "65537",
+            ),
+        ];
+        for (options, field, given) in cases {
+            match options.validate() {
+                Err(Error::OutOfRange { name, value, .. }) => {
+                    assert_eq!((name, value.as_str()), (field, given));
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        assert!(check_search(0, None, None).is_err());
+        assert!(check_search(10, Some(9), None).is_err());
+        assert!(check_search(10, None, Some(-0.1)).is_err());
+    }
+}
