@@ -20,7 +20,8 @@ use crate::db::Database;
 use crate::error::{Error, Result};
 use crate::growing::GrowingView;
 use crate::manifest::{Location, Update};
-use crate::merge;
+use crate::merge::{self, MAX_SEGMENT_ROWS};
+use crate::options::{check_graph, check_range};
 use crate::state::{SealedView, SnapshotState};
 use crate::writer::Writer;
 use std::collections::HashSet;
@@ -69,9 +70,11 @@ impl CompactOptions {
         CompactOptions::default()
     }
 
-    /// Sets [`CompactOptions::target_segment_rows`] (at least 1).
+    /// Sets [`CompactOptions::target_segment_rows`]: from 1 to
+    /// [`MAX_SEGMENT_ROWS`](crate::MAX_SEGMENT_ROWS), checked by
+    /// [`Writer::compact`].
     pub fn target_segment_rows(mut self, rows: usize) -> Self {
-        self.target_segment_rows = rows.max(1);
+        self.target_segment_rows = rows;
         self
     }
 
@@ -238,7 +241,10 @@ impl Writer {
     ///
     /// # Errors
     /// [`Error::InvalidOptions`] if changes are staged (commit or roll them
-    /// back first); [`Error::Corrupted`] if a segment to copy fails its
+    /// back first); [`Error::OutOfRange`] for a `target_segment_rows`, `m` or
+    /// `ef_construction` out of the ranges of [`Options`](crate::Options)
+    /// (`ef_construction` at least the `m` the graphs are built with);
+    /// [`Error::Corrupted`] if a segment to copy fails its
     /// checksums (nothing is changed then); [`Error::Io`]. After an I/O error
     /// once it has started writing, the database refuses further commits
     /// until reopened, as after a failed commit, and the directory is as
@@ -254,6 +260,17 @@ impl Writer {
                 what: "compact with uncommitted changes: commit or roll them back first",
             });
         }
+        check_range(
+            "target_segment_rows",
+            options.target_segment_rows,
+            1,
+            MAX_SEGMENT_ROWS,
+        )?;
+        let built = self.db.graph_params();
+        check_graph(
+            options.m.unwrap_or(built.m),
+            options.ef_construction.unwrap_or(built.ef_construction),
+        )?;
         let db = self.db.clone();
         // The background merger switches only between compactions.
         let _commits = db.lock_commits();
@@ -269,7 +286,7 @@ impl Writer {
         let planned = plan(
             &segments,
             base.growing.live,
-            options.target_segment_rows.max(1),
+            options.target_segment_rows,
             force,
         );
         let replaced: HashSet<u64> = planned.iter().flat_map(|p| p.from.clone()).collect();

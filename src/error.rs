@@ -56,9 +56,17 @@ pub enum Error {
     #[error("zero vector: cosine distance is undefined for a vector of norm 0")]
     ZeroVector,
 
-    /// A search asked for zero results.
-    #[error("k must be at least 1")]
-    ZeroK,
+    /// A numeric option or search parameter is outside the range Quiver
+    /// accepts; nothing is clamped, so the value is refused.
+    #[error("{name} is {value}: it must be {allowed}")]
+    OutOfRange {
+        /// The option or parameter ("m", "ef", "k", ...).
+        name: &'static str,
+        /// The value given.
+        value: String,
+        /// The values accepted, in words: "between 2 and 1024".
+        allowed: String,
+    },
 
     /// A batch call got slices of different lengths.
     #[error("batch length mismatch: {ids} ids but {other} {what}")]

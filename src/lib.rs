@@ -80,7 +80,7 @@ pub use format::{FORMAT_VERSION, MANIFEST_VERSION};
 pub use merge::{MAX_SEGMENT_ROWS, MERGE_RATIO, VACUUM_SHARE};
 pub use options::{
     Metric, Options, DEFAULT_EF_CONSTRUCTION, DEFAULT_EF_SEARCH, DEFAULT_GROWING_THRESHOLD,
-    DEFAULT_M,
+    DEFAULT_M, MAX_EF, MAX_M, MIN_M,
 };
 #[doc(hidden)]
 pub use query_stats::QueryStats;

@@ -132,6 +132,81 @@ pub const DEFAULT_GROWING_THRESHOLD: usize = 10_000;
 /// Largest dimension accepted (a row stays well under the redb value limit).
 pub const MAX_DIM: usize = 1 << 16;
 
+/// Fewest HNSW links per node and level ([`Options::m`]).
+pub const MIN_M: usize = 2;
+/// Most HNSW links per node and level ([`Options::m`]).
+pub const MAX_M: usize = 1024;
+/// Largest candidate list size ([`Options::ef_construction`],
+/// [`Options::ef_search`], [`SearchParams::ef`](crate::SearchParams::ef)) and
+/// largest `k` of a search.
+pub const MAX_EF: usize = 1 << 16;
+
+/// The error for `value` of `name`, which is not `allowed` ("between 2 and 1024").
+fn out_of_range(name: &'static str, value: impl fmt::Display, allowed: String) -> Error {
+    Error::OutOfRange {
+        name,
+        value: value.to_string(),
+        allowed,
+    }
+}
+
+/// Checks that `value` of `name` lies in `min..=max`.
+///
+/// # Errors
+/// [`Error::OutOfRange`] stating the range.
+pub(crate) fn check_range(name: &'static str, value: usize, min: usize, max: usize) -> Result<()> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    Err(out_of_range(
+        name,
+        value,
+        format!("between {min} and {max}"),
+    ))
+}
+
+/// Checks the graph build parameters: `m` in [`MIN_M`]`..=`[`MAX_M`],
+/// `ef_construction` in `m..=`[`MAX_EF`] (a build keeps at least `m`
+/// candidates to choose the links from).
+///
+/// # Errors
+/// [`Error::OutOfRange`] stating the range.
+pub(crate) fn check_graph(m: usize, ef_construction: usize) -> Result<()> {
+    check_range("m", m, MIN_M, MAX_M)?;
+    if (m..=MAX_EF).contains(&ef_construction) {
+        return Ok(());
+    }
+    Err(out_of_range(
+        "ef_construction",
+        ef_construction,
+        format!("between m ({m}) and {MAX_EF}"),
+    ))
+}
+
+/// Checks a search's `k` (1..=[`MAX_EF`]), its `ef` (`k..=`[`MAX_EF`]) and
+/// its target recall (0 to 1).
+///
+/// # Errors
+/// [`Error::OutOfRange`] stating the range.
+pub(crate) fn check_search(k: usize, ef: Option<usize>, target_recall: Option<f64>) -> Result<()> {
+    check_range("k", k, 1, MAX_EF)?;
+    if let Some(ef) = ef.filter(|ef| !(k..=MAX_EF).contains(ef)) {
+        return Err(out_of_range(
+            "ef",
+            ef,
+            format!("between k ({k}) and {MAX_EF}"),
+        ));
+    }
+    match target_recall {
+        Some(r) if !(0.0..=1.0).contains(&r) => Err(out_of_range(
+            "target_recall",
+            r,
+            "between 0 and 1".to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Options {
     /// Options for vectors of `dim` values compared with `metric`, with defaults
     /// for everything else.
@@ -153,9 +228,11 @@ impl Options {
     /// count too) before a commit seals it: writes its rows and its graph as
     /// a segment. A commit whose rows alone reach it writes them as a segment
     /// of their own. It also bounds what `open` rebuilds (the growing
-    /// segment's graph). Default [`DEFAULT_GROWING_THRESHOLD`].
+    /// segment's graph). Default [`DEFAULT_GROWING_THRESHOLD`]; from 1 to
+    /// [`MAX_SEGMENT_ROWS`](crate::MAX_SEGMENT_ROWS) (checked by
+    /// [`Options::validate`]).
     pub fn growing_threshold(mut self, rows: usize) -> Self {
-        self.growing_threshold = rows.max(1);
+        self.growing_threshold = rows;
         self
     }
 
@@ -172,26 +249,30 @@ impl Options {
     }
 
     /// HNSW links per node and level (`2m` at level 0) for segments sealed by
-    /// this handle; clamped to 2..=1024. Default [`DEFAULT_M`]. Each segment
-    /// records what it was built with, so this may differ between opens.
+    /// this handle: from [`MIN_M`] to [`MAX_M`] (checked by
+    /// [`Options::validate`]). Default [`DEFAULT_M`]. Each segment records
+    /// what it was built with, so this may differ between opens.
     pub fn m(mut self, m: usize) -> Self {
-        self.m = m.clamp(2, 1024);
+        self.m = m;
         self
     }
 
-    /// Candidate list size while building graphs (at least `m`). Default
+    /// Candidate list size while building graphs: from `m` to [`MAX_EF`]
+    /// (checked by [`Options::validate`]). Default
     /// [`DEFAULT_EF_CONSTRUCTION`].
     pub fn ef_construction(mut self, ef: usize) -> Self {
-        self.ef_construction = ef.max(1);
+        self.ef_construction = ef;
         self
     }
 
     /// Candidate list size of every search that names none, on every
-    /// segment: larger is slower and more accurate. By default each segment
-    /// uses the `ef` its calibration measured to reach recall@10 of about
-    /// 0.95–0.975 (and [`DEFAULT_EF_SEARCH`] until it is calibrated).
+    /// segment: larger is slower and more accurate; from 1 to [`MAX_EF`]
+    /// (checked by [`Options::validate`]), and a search for more than `ef`
+    /// results uses its `k`. By default each segment uses the `ef` its
+    /// calibration measured to reach recall@10 of about 0.95–0.975 (and
+    /// [`DEFAULT_EF_SEARCH`] until it is calibrated).
     pub fn ef_search(mut self, ef: usize) -> Self {
-        self.ef_search = Some(ef.max(1));
+        self.ef_search = Some(ef);
         self
     }
 
@@ -215,17 +296,101 @@ impl Options {
         self.metric
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
-        if self.dim == 0 {
-            return Err(Error::InvalidOptions {
-                what: "dimension must be at least 1",
-            });
-        }
-        if self.dim > MAX_DIM {
-            return Err(Error::InvalidOptions {
-                what: "dimension must be at most 65536",
-            });
+    /// The HNSW links per node new graphs are built with ([`Options::m`]).
+    pub fn graph_m(&self) -> usize {
+        self.m
+    }
+
+    /// The candidate list size new graphs are built with
+    /// ([`Options::ef_construction`]).
+    pub fn graph_ef_construction(&self) -> usize {
+        self.ef_construction
+    }
+
+    /// Checks every value against its range, as [`Database::open`](crate::Database::open)
+    /// does before it touches the directory: the dimension (1 to
+    /// [`MAX_DIM`]), [`growing_threshold`](Options::growing_threshold),
+    /// [`m`](Options::m), [`ef_construction`](Options::ef_construction) and
+    /// [`ef_search`](Options::ef_search). Nothing is clamped.
+    ///
+    /// ```
+    /// use quiver::{Metric, Options};
+    /// let e = Options::new(8, Metric::L2).m(1).validate().unwrap_err();
+    /// assert_eq!(e.to_string(), "m is 1: it must be between 2 and 1024");
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`] for the first value out of its range, stating
+    /// the range.
+    pub fn validate(&self) -> Result<()> {
+        check_range("dimension", self.dim, 1, MAX_DIM)?;
+        check_range(
+            "growing_threshold",
+            self.growing_threshold,
+            1,
+            crate::MAX_SEGMENT_ROWS,
+        )?;
+        check_graph(self.m, self.ef_construction)?;
+        if let Some(ef) = self.ef_search {
+            check_range("ef_search", ef, 1, MAX_EF)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_accepts_the_ends_of_every_range() {
+        let low = Options::new(1, Metric::L2)
+            .growing_threshold(1)
+            .m(MIN_M)
+            .ef_construction(MIN_M)
+            .ef_search(1);
+        assert!(low.validate().is_ok());
+        let high = Options::new(MAX_DIM, Metric::L2)
+            .growing_threshold(crate::MAX_SEGMENT_ROWS)
+            .m(MAX_M)
+            .ef_construction(MAX_EF)
+            .ef_search(MAX_EF);
+        assert!(high.validate().is_ok());
+        assert!(check_search(1, Some(1), Some(0.0)).is_ok());
+        assert!(check_search(MAX_EF, Some(MAX_EF), Some(1.0)).is_ok());
+    }
+
+    #[test]
+    fn one_past_either_end_is_refused_and_kept_as_given() {
+        let cases = [
+            (Options::new(MAX_DIM + 1, Metric::L2), "dimension", "65537"),
+            (
+                Options::new(4, Metric::L2).growing_threshold(crate::MAX_SEGMENT_ROWS + 1),
+                "growing_threshold",
+                "4294967295",
+            ),
+            (Options::new(4, Metric::L2).m(MIN_M - 1), "m", "1"),
+            (
+                Options::new(4, Metric::L2).ef_construction(MAX_EF + 1),
+                "ef_construction",
+                "65537",
+            ),
+            (
+                Options::new(4, Metric::L2).ef_search(MAX_EF + 1),
+                "ef_search",
+                "65537",
+            ),
+        ];
+        for (options, field, given) in cases {
+            match options.validate() {
+                Err(Error::OutOfRange { name, value, .. }) => {
+                    assert_eq!((name, value.as_str()), (field, given));
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        assert!(check_search(0, None, None).is_err());
+        assert!(check_search(10, Some(9), None).is_err());
+        assert!(check_search(10, None, Some(-0.1)).is_err());
     }
 }

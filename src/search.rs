@@ -5,8 +5,9 @@
 //! checked and normalised once, one [`TopK`] collects every segment's hits,
 //! and every graph walk reuses the thread's visited set and heaps.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::graph;
+use crate::options::check_search;
 use crate::state::{SealedView, SnapshotState};
 use crate::topk::{Hit, TopK};
 use crate::vector::prepare_vector;
@@ -56,9 +57,9 @@ impl SearchParams {
     }
 
     /// Chooses each segment's `ef` as the smallest whose measured recall@10
-    /// reaches `recall` (clamped to 0..=1): a trade of speed for accuracy
-    /// that adapts to the data, where [`SearchParams::ef`] is one fixed
-    /// effort. Measured on the segments' own rows, which are easier queries
+    /// reaches `recall` (from 0 to 1, checked by [`SearchParams::validate`]):
+    /// a trade of speed for accuracy that adapts to the data, where
+    /// [`SearchParams::ef`] is one fixed effort. Measured on the segments' own rows, which are easier queries
     /// than new vectors, so new queries see somewhat lower recall.
     ///
     /// ```
@@ -67,11 +68,7 @@ impl SearchParams {
     /// assert_eq!(params.target_recall, Some(0.99));
     /// ```
     pub fn target_recall(mut self, recall: f64) -> Self {
-        self.target_recall = Some(if recall.is_nan() {
-            1.0
-        } else {
-            recall.clamp(0.0, 1.0)
-        });
+        self.target_recall = Some(recall);
         self
     }
 
@@ -79,6 +76,22 @@ impl SearchParams {
     pub fn exact(mut self, exact: bool) -> Self {
         self.exact = exact;
         self
+    }
+
+    /// Checks the parameters as every search does before it starts: `k`
+    /// from 1 to [`MAX_EF`](crate::MAX_EF), `ef` from `k` to `MAX_EF`,
+    /// `target_recall` from 0 to 1. Nothing is clamped.
+    ///
+    /// ```
+    /// use quiver::SearchParams;
+    /// let e = SearchParams::new(10).ef(5).validate().unwrap_err();
+    /// assert_eq!(e.to_string(), "ef is 5: it must be between k (10) and 65536");
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::OutOfRange`](crate::Error::OutOfRange) stating the range.
+    pub fn validate(&self) -> Result<()> {
+        check_search(self.k, self.ef, self.target_recall)
     }
 }
 
@@ -93,11 +106,9 @@ pub(crate) fn search_with(
     query: &[f32],
     params: &SearchParams,
 ) -> Result<Vec<Hit>> {
+    params.validate()?;
     if params.exact {
         return search_exact(state, query, params.k);
-    }
-    if params.k == 0 {
-        return Err(Error::ZeroK);
     }
     let q = prepare_vector(query, state.dim, state.metric, state.scorer.kernels)?;
     let plan = state.ef_plan(params.k, params.target_recall);
@@ -147,9 +158,7 @@ fn search_sealed(
 
 /// Exact k-nearest search over every live row.
 pub(crate) fn search_exact(state: &SnapshotState, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-    if k == 0 {
-        return Err(Error::ZeroK);
-    }
+    check_search(k, None, None)?;
     let q = prepare_vector(query, state.dim, state.metric, state.scorer.kernels)?;
     for s in &state.segments {
         s.segment.verify()?;

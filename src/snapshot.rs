@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::inner::DbInner;
 use crate::manifest::{Location, GROWING_SEGMENT};
+use crate::options::Options;
 use crate::search::{self, SearchParams};
 use crate::state::SnapshotState;
 use crate::topk::Hit;
@@ -56,14 +57,21 @@ impl Snapshot {
         self.len() == 0
     }
 
+    /// The options of the database handle this snapshot came from: those
+    /// stored at creation for [`Database::open_existing`](crate::Database::open_existing).
+    pub fn options(&self) -> &Options {
+        &self.db.options
+    }
+
     /// The `k` nearest live vectors to `query`, nearest first, by HNSW search
     /// of every segment, the growing one included (at the database's default
     /// `ef`).
     ///
     /// # Errors
-    /// [`Error::ZeroK`], [`Error::Dimension`], [`Error::NonFinite`],
-    /// [`Error::ZeroVector`] (cosine), [`Error::Magnitude`] (L2 and inner
-    /// product), or [`Error::Corrupted`] if a file it
+    /// [`Error::OutOfRange`] (see [`SearchParams::validate`]),
+    /// [`Error::Dimension`], [`Error::NonFinite`], [`Error::ZeroVector`]
+    /// (cosine), [`Error::Magnitude`] (L2 and inner product), or
+    /// [`Error::Corrupted`] if a file it
     /// reads fails its checksum.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         self.search_with(query, &SearchParams::new(k))

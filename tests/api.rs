@@ -4,7 +4,7 @@
 mod common;
 
 use common::Rng;
-use quiver::{Database, Error, Metric, Options};
+use quiver::{Database, Error, Metric, Options, SearchParams};
 use std::path::Path;
 
 fn opts() -> Options {
@@ -301,7 +301,10 @@ fn non_finite_values_are_rejected() {
 fn zero_k_is_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let db = open(&tmp.path().join("db"));
-    assert!(matches!(db.search(&[0.0; 8], 0), Err(Error::ZeroK)));
+    assert!(matches!(
+        db.search(&[0.0; 8], 0),
+        Err(Error::OutOfRange { name: "k", .. })
+    ));
 }
 
 #[test]
@@ -387,8 +390,78 @@ fn zero_dimension_is_invalid() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(matches!(
         Database::open(tmp.path().join("db"), Options::new(0, Metric::L2)),
-        Err(Error::InvalidOptions { .. })
+        Err(Error::OutOfRange {
+            name: "dimension",
+            ..
+        })
     ));
+}
+
+#[test]
+fn out_of_range_options_are_refused_before_the_directory_is_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let cases = [
+        (opts().m(1), "m is 1: it must be between 2 and 1024"),
+        (opts().m(1025), "m is 1025: it must be between 2 and 1024"),
+        (
+            opts().m(32).ef_construction(31),
+            "ef_construction is 31: it must be between m (32) and 65536",
+        ),
+        (
+            opts().ef_search(0),
+            "ef_search is 0: it must be between 1 and 65536",
+        ),
+        (
+            opts().growing_threshold(0),
+            "growing_threshold is 0: it must be between 1 and 4294967294",
+        ),
+    ];
+    for (options, message) in cases {
+        let e = Database::open(&dir, options).unwrap_err();
+        assert_eq!(e.to_string(), message);
+    }
+    assert!(!dir.exists(), "nothing was created");
+}
+
+#[test]
+fn out_of_range_search_parameters_are_refused_not_clamped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = open(&tmp.path().join("db"));
+    let q = [0.5; 8];
+    let cases = [
+        (
+            SearchParams::new(0),
+            "k is 0: it must be between 1 and 65536",
+        ),
+        (
+            SearchParams::new(10).ef(9),
+            "ef is 9: it must be between k (10) and 65536",
+        ),
+        (
+            SearchParams::new(10).ef(65_537),
+            "ef is 65537: it must be between k (10) and 65536",
+        ),
+        (
+            SearchParams::new(10).target_recall(1.5),
+            "target_recall is 1.5: it must be between 0 and 1",
+        ),
+        (
+            SearchParams::new(10).target_recall(f64::NAN),
+            "target_recall is NaN: it must be between 0 and 1",
+        ),
+        (
+            SearchParams::new(65_537).exact(true),
+            "k is 65537: it must be between 1 and 65536",
+        ),
+    ];
+    for (params, message) in cases {
+        assert_eq!(
+            db.search_with(&q, &params).unwrap_err().to_string(),
+            message
+        );
+    }
+    assert!(db.search_with(&q, &SearchParams::new(10).ef(10)).is_ok());
 }
 
 #[test]

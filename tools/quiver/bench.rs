@@ -54,8 +54,8 @@
 
 use crate::bench_build::{self, Build, Pattern};
 use crate::commands::progress;
-use crate::import::{read_ivecs, Batch, VectorReader};
-use crate::{CliResult, Outcome};
+use crate::import::{dim_mismatch, read_ivecs, Batch, VectorReader};
+use crate::{check_flag, CliResult, Outcome};
 use clap::Args;
 use quiver::{Database, Metric, Options, SearchParams};
 use serde_json::{json, Value};
@@ -77,13 +77,14 @@ pub struct BenchArgs {
     /// `churn` pattern.
     #[arg(long)]
     gt: Option<PathBuf>,
-    /// Neighbours per query; recall is recall@k.
+    /// Neighbours per query (1 to 65536); recall is recall@k.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
-    /// Graph search candidate list sizes to measure.
+    /// Graph search candidate list sizes to measure, each k to 65536.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     ef: Vec<usize>,
-    /// Thread counts to measure (default: 1, 2, ... up to the number of cores).
+    /// Thread counts to measure, each 1 to 1024 (default: 1, 2, ... up to
+    /// the number of cores).
     #[arg(long, value_delimiter = ',')]
     threads: Option<Vec<usize>>,
     /// How to build: `one` commit of everything, commits of `10k` or `100`
@@ -101,24 +102,27 @@ pub struct BenchArgs {
     /// Distance of a newly built database.
     #[arg(long, default_value = "cosine")]
     metric: Metric,
-    /// HNSW links per node of a newly built database.
+    /// HNSW links per node of a newly built database, 2 to 1024.
     #[arg(long, default_value_t = quiver::DEFAULT_M)]
     m: usize,
-    /// HNSW build candidate list size of a newly built database.
+    /// HNSW build candidate list size of a newly built database, m to 65536.
     #[arg(long, default_value_t = quiver::DEFAULT_EF_CONSTRUCTION)]
     ef_construction: usize,
     /// Database directory: reused if it already holds a database, else built
     /// there (default: a temporary directory, removed afterwards). With
     /// several patterns, each uses the subdirectory named after it.
     #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Use at most this many queries.
+    pub dir: Option<PathBuf>,
+    /// Use at most this many queries (at least 1).
     #[arg(long)]
     max_queries: Option<usize>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
 }
+
+/// Most threads `--threads` may ask for.
+const MAX_THREADS: usize = 1024;
 
 /// One measured configuration.
 struct Run {
@@ -290,6 +294,8 @@ fn measure(
 /// base (read on the first build).
 struct Inputs {
     queries: Vec<f32>,
+    /// Components per query.
+    dim: usize,
     nq: usize,
     file_truth: Option<Vec<HashSet<u64>>>,
     base: Option<Batch>,
@@ -354,14 +360,25 @@ fn run_pattern(
     dir: &Path,
     inputs: &mut Inputs,
 ) -> Result<PatternReport, Box<dyn std::error::Error>> {
+    // Checked before anything is built.
+    let same_dim = |dim: usize| {
+        if inputs.dim == dim {
+            Ok(())
+        } else {
+            Err(dim_mismatch(&args.queries, inputs.dim, dim))
+        }
+    };
     let (db, build) = if dir.join("quiver.redb").exists() {
-        (Database::open_existing(dir)?, None)
+        let db = Database::open_existing(dir)?;
+        same_dim(db.dim())?;
+        (db, None)
     } else {
         if inputs.base.is_none() {
             inputs.base = Some(read_base(&args.base)?);
         }
         let base = inputs.base.as_ref().ok_or("no base")?;
         let dim = base.vectors.len() / base.ids.len();
+        same_dim(dim)?;
         let options = Options::new(dim, args.metric)
             .m(args.m)
             .ef_construction(args.ef_construction);
@@ -379,14 +396,6 @@ fn run_pattern(
     };
     let stats = db.stats()?;
     let queries = &inputs.queries;
-    if !queries.len().is_multiple_of(db.dim()) {
-        return Err(format!(
-            "{}: the queries are not {}-d like the database",
-            args.queries.display(),
-            db.dim()
-        )
-        .into());
-    }
 
     // The queries start now; a thread beside them waits for the background
     // merger to go idle, to tell whether merges ran under them.
@@ -467,9 +476,15 @@ fn file_truth(
     nq: usize,
     k: usize,
 ) -> Result<Vec<HashSet<u64>>, Box<dyn std::error::Error>> {
+    let path = gt.display();
     let gt = read_ivecs(gt)?;
-    if gt.len() < nq || gt.iter().take(nq).any(|r| r.len() < k) {
-        return Err(format!("{}: needs {nq} rows of at least {k} ids", gt.len()).into());
+    if gt.len() < nq {
+        let rows = gt.len();
+        return Err(format!("{path}: {rows} rows of ground truth for {nq} queries").into());
+    }
+    if let Some(row) = gt.iter().take(nq).position(|r| r.len() < k) {
+        let ids = gt[row].len();
+        return Err(format!("{path}: row {row}: {ids} ids, fewer than -k ({k})").into());
     }
     Ok(gt
         .iter()
@@ -620,8 +635,9 @@ fn print_runs(args: &BenchArgs, runs: &[Run]) -> std::io::Result<()> {
 
 /// `quiver bench`.
 pub fn run(args: &BenchArgs) -> CliResult {
-    if args.k == 0 || args.ef.is_empty() {
-        return Err("-k and --ef must be at least 1".into());
+    SearchParams::new(args.k).validate()?;
+    for &ef in &args.ef {
+        SearchParams::new(args.k).ef(ef).validate()?;
     }
     let mut patterns: Vec<Pattern> = Vec::new();
     for &p in &args.pattern {
@@ -636,8 +652,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         (1..=cores).collect()
     });
-    if threads.contains(&0) {
-        return Err("--threads must be at least 1".into());
+    for &t in &threads {
+        check_flag("--threads", t, 1, MAX_THREADS)?;
     }
     let _cleanup;
     let root = match &args.dir {
@@ -655,7 +671,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
         return Err(format!("{}: no queries", args.queries.display()).into());
     }
     if let Some(max) = args.max_queries {
-        queries.truncate(max.max(1) * qdim);
+        check_flag("--max-queries", max, 1, usize::MAX)?;
+        queries.truncate(max.saturating_mul(qdim));
     }
     let nq = queries.len() / qdim;
     let file_truth = match &args.gt {
@@ -664,6 +681,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     };
     let mut inputs = Inputs {
         queries,
+        dim: qdim,
         nq,
         file_truth,
         base: None,

@@ -2,11 +2,12 @@
 //! `stats`, `verify`.
 
 use crate::import::{Batch, VectorReader};
-use crate::{CliResult, Outcome};
+use crate::{check_flag, interrupt, CliResult, Exit, Failure, Outcome};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver::{Database, Error, Metric, Options, SearchParams, FORMAT_VERSION};
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,54 +15,72 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Directory to create the database in (missing or empty).
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// Dimension of the vectors.
     #[arg(long)]
     dim: usize,
     /// Distance: l2 (squared Euclidean), ip (inner product) or cosine.
     #[arg(long)]
     metric: Metric,
-    /// HNSW links per node (level 0 keeps twice as many).
+    /// HNSW links per node (level 0 keeps twice as many), 2 to 1024.
     #[arg(long, default_value_t = quiver::DEFAULT_M)]
     m: usize,
-    /// HNSW candidate list size while building.
+    /// HNSW candidate list size while building, m to 65536.
     #[arg(long, default_value_t = quiver::DEFAULT_EF_CONSTRUCTION)]
     ef_construction: usize,
 }
 
-/// Arguments of `quiver import`.
+/// Arguments of `quiver import` (its `--help` in `main.rs` says how ids
+/// are chosen and what stops an import).
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Database directory (made by `quiver create`).
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// Vectors: .fvecs, .bvecs, .fbin, .u8bin, .npy (2-D float32) or .jsonl.
     file: PathBuf,
     /// JSON Lines only: take each row's id from this field (default: row numbers).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "id_offset")]
     ids_from_field: Option<String>,
-    /// Rows per commit.
-    #[arg(long, default_value_t = 10_000)]
+    /// Add this to every row number to make its id: `--id-offset 1000000`
+    /// puts a second file after a first of a million rows.
+    #[arg(long, default_value_t = 0)]
+    id_offset: u64,
+    /// Overwrite rows whose id is already in the database (by default such a
+    /// row stops the import).
+    #[arg(long)]
+    replace: bool,
+    /// Rows per commit, at least 1.
+    #[arg(long, default_value_t = DEFAULT_IMPORT_BATCH)]
     batch: usize,
     /// Skip this many rows first: resumes an interrupted import.
     #[arg(long, default_value_t = 0)]
     start: u64,
 }
 
+/// Default rows per commit of `quiver import`.
+const DEFAULT_IMPORT_BATCH: usize = 10_000;
+
 /// Arguments of `quiver search`.
 #[derive(Debug, Args)]
 pub struct SearchArgs {
     /// Database directory.
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// Query vectors, in any format `import` reads.
     #[arg(long, required_unless_present = "vector")]
     query: Option<PathBuf>,
     /// One query given inline, comma-separated: --vector 0.1,0.2,0.3
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        conflicts_with = "query"
+    )]
     vector: Option<Vec<f32>>,
-    /// Neighbours per query.
+    /// Neighbours per query, 1 to 65536.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
-    /// Candidate list size of the graph search (default: the database's).
+    /// Candidate list size of the graph search, k to 65536 (default: each
+    /// segment's calibrated one).
     #[arg(long)]
     ef: Option<usize>,
     /// Scan every row instead of searching the graphs.
@@ -76,7 +95,7 @@ pub struct SearchArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// Database directory.
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// The id to look up.
     id: u64,
     /// Print JSON instead of text.
@@ -88,7 +107,7 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Database directory.
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// Ids to delete; every one must exist, or nothing is deleted.
     #[arg(required = true)]
     ids: Vec<u64>,
@@ -98,7 +117,7 @@ pub struct DeleteArgs {
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Database directory.
-    dir: PathBuf,
+    pub dir: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -108,18 +127,44 @@ pub struct StatsArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Database directory.
-    dir: PathBuf,
+    pub dir: PathBuf,
 }
 
 /// Opens an existing database, with advice when there is none.
-fn open(dir: &Path) -> Result<Database, Box<dyn std::error::Error>> {
-    Database::open_existing(dir).map_err(|e| match e {
-        Error::NotADatabase { .. } => format!(
-            "{e} (create one with `quiver create {} --dim D --metric cosine`)",
+pub fn open(dir: &Path) -> Result<Database, Box<dyn std::error::Error>> {
+    Database::open_existing(dir).map_err(|e| with_advice(dir, e))
+}
+
+/// `e` from opening `dir`, with what to do next when `dir` is no database:
+/// to create one only where `quiver create` works.
+pub fn with_advice(dir: &Path, e: Error) -> Box<dyn std::error::Error> {
+    if !matches!(e, Error::NotADatabase { .. }) {
+        return e.into();
+    }
+    let advice = match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => "give the directory `quiver create` made".to_owned(),
+        Ok(_) if !holds_only_an_interrupted_create(dir) => {
+            "give the directory `quiver create` made, or create one in a new directory".to_owned()
+        }
+        _ => format!(
+            "create one with `quiver create {} --dim D --metric cosine`",
             dir.display()
-        )
-        .into(),
-        e => e.into(),
+        ),
+    };
+    Failure::new(Exit::Failed, format!("{e} ({advice})")).into()
+}
+
+/// Whether `dir` holds nothing, or only what a `create` that was cut off
+/// leaves (the lock file and a manifest, finished or not), so that `quiver
+/// create` works on it.
+fn holds_only_an_interrupted_create(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().all(|e| {
+            matches!(
+                e.file_name().to_str(),
+                Some("LOCK" | "quiver.redb" | "quiver.redb.tmp")
+            )
+        })
     })
 }
 
@@ -133,19 +178,33 @@ pub fn progress(len: u64, template: &str) -> ProgressBar {
     bar
 }
 
-/// `quiver create`.
+/// `quiver create`: a new database in a missing or empty directory, or
+/// in one an interrupted create left.
 pub fn create(args: &CreateArgs) -> CliResult {
-    if std::fs::read_dir(&args.dir).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(format!(
-            "{} already exists and is not empty; pick a new directory",
-            args.dir.display()
-        )
-        .into());
-    }
     let options = Options::new(args.dim, args.metric)
         .m(args.m)
         .ef_construction(args.ef_construction);
-    let db = Database::open(&args.dir, options)?;
+    options.validate()?;
+    match Database::open_existing(&args.dir) {
+        Ok(db) => {
+            return Err(format!(
+                "{} already holds a Quiver database ({}-d, {}, {} rows); pick a new directory",
+                args.dir.display(),
+                db.dim(),
+                db.metric(),
+                db.len()
+            )
+            .into())
+        }
+        Err(Error::NotADatabase { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let db = Database::open(&args.dir, options).map_err(|e| match e {
+        Error::NotADatabase { .. } => {
+            format!("{e}: `quiver create` needs a new or empty directory").into()
+        }
+        e => Box::<dyn std::error::Error>::from(e),
+    })?;
     say!(
         "created {} ({}-d, {}, m {}, ef_construction {})",
         db.path().display(),
@@ -157,23 +216,108 @@ pub fn create(args: &CreateArgs) -> CliResult {
     Ok(Outcome::Done)
 }
 
+/// How an import that stopped may go on.
+enum Next {
+    /// Run again from the first uncommitted row.
+    Resume,
+    /// The row is bad: fix it in the file first.
+    FixRow(u64),
+    /// The row's id is already in the database.
+    Present,
+}
+
+impl ImportArgs {
+    /// This import's command, with every option that changes what it does,
+    /// from row `start` with `id_offset` and `replace`.
+    fn command(&self, start: u64, id_offset: u64, replace: bool) -> String {
+        let mut command = format!(
+            "quiver import {} {}",
+            shell_word(&self.dir),
+            shell_word(&self.file)
+        );
+        if let Some(field) = &self.ids_from_field {
+            command += &format!(" --ids-from-field {field}");
+        }
+        if id_offset != 0 {
+            command += &format!(" --id-offset {id_offset}");
+        }
+        if self.batch != DEFAULT_IMPORT_BATCH {
+            command += &format!(" --batch {}", self.batch);
+        }
+        if replace {
+            command += " --replace";
+        }
+        if start != 0 {
+            command += &format!(" --start {start}");
+        }
+        command
+    }
+
+    /// The command that resumes this import at row `start`.
+    fn resume_command(&self, start: u64, replace: bool) -> String {
+        self.command(start, self.id_offset, replace)
+    }
+
+    /// The error that ends an import which stopped on `e`, with rows before
+    /// `committed` committed: its kind, and the command that goes on.
+    fn stopped(
+        &self,
+        db: &Database,
+        committed: u64,
+        e: &(dyn std::error::Error + 'static),
+        next: Next,
+    ) -> Box<dyn std::error::Error> {
+        let exit = Exit::of(e);
+        let done = format!("rows before {committed} are committed");
+        let message = match next {
+            // Resuming would meet the damage again; `main` adds what to do.
+            _ if exit == Exit::Damaged => format!("{e}; {done}"),
+            Next::Resume => format!(
+                "{e}; {done}: resume with `{}`",
+                self.resume_command(committed, self.replace)
+            ),
+            Next::FixRow(row) => format!(
+                "{e}; {done}: fix row {row} of {}, then resume with `{}`",
+                self.file.display(),
+                self.resume_command(committed, self.replace)
+            ),
+            Next::Present if committed == 0 && self.ids_from_field.is_none() => {
+                let after = db.snapshot().ids().into_iter().max().map_or(0, |id| id + 1);
+                format!(
+                    "{e}; import replaces no row unless told to: `{}` adds the rows after \
+                     the ids present, `{}` overwrites",
+                    self.command(0, after, self.replace),
+                    self.command(0, self.id_offset, true)
+                )
+            }
+            Next::Present => format!(
+                "{e}; import replaces no row unless given --replace; {done}: `{}` overwrites it",
+                self.resume_command(committed, true)
+            ),
+        };
+        Failure::new(exit, message).into()
+    }
+}
+
+/// `path` as one shell word: quoted when it holds anything but plain
+/// characters.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        return text;
+    }
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
 /// `quiver import`: streams the file in batches, one commit per batch.
 pub fn import(args: &ImportArgs) -> CliResult {
-    if args.batch == 0 {
-        return Err("--batch must be at least 1".into());
-    }
+    check_flag("--batch", args.batch, 1, quiver::MAX_SEGMENT_ROWS)?;
     let db = open(&args.dir)?;
     let mut reader = VectorReader::open(&args.file, args.ids_from_field.as_deref())?;
-    if reader.dim() != db.dim() {
-        return Err(format!(
-            "{} holds {}-d vectors but the database stores {}-d ones",
-            args.file.display(),
-            reader.dim(),
-            db.dim()
-        )
-        .into());
-    }
+    reader.expect_dim(db.dim())?;
     reader.skip(args.start)?;
+    interrupt::catch()?;
     let mut writer = db.writer()?;
     let bar = progress(
         reader.total_bytes(),
@@ -182,32 +326,68 @@ pub fn import(args: &ImportArgs) -> CliResult {
     bar.set_position(reader.bytes_read());
     let mut batch = Batch::default();
     let mut committed = reader.position();
-    let resume = |row: u64, e: &dyn std::fmt::Display| -> Box<dyn std::error::Error> {
-        format!(
-            "{e}; rows before {row} are committed: resume with `quiver import {} {} --start {row}`",
-            args.dir.display(),
-            args.file.display()
-        )
-        .into()
-    };
+    // The ids staged in this batch, by row: a second row with one of them
+    // would replace the first.
+    let mut staged = HashMap::new();
     loop {
+        if interrupt::requested() {
+            let e = Failure::new(Exit::Interrupted, "interrupted");
+            return Err(args.stopped(&db, committed, &e, Next::Resume));
+        }
         let rows = match reader.next_batch(args.batch, &mut batch) {
             Ok(0) => break,
             Ok(rows) => rows,
-            Err(e) => return Err(resume(committed, &e)),
+            Err(e) => {
+                let next = e.row.map_or(Next::Resume, Next::FixRow);
+                return Err(args.stopped(&db, committed, &e, next));
+            }
         };
-        let staged = if batch.payloads.iter().all(Option::is_none) {
-            writer.upsert_batch(&batch.ids, &batch.vectors, None)
-        } else {
-            batch
-                .ids
-                .iter()
-                .zip(batch.vectors.chunks_exact(db.dim()))
-                .zip(&batch.payloads)
-                .try_for_each(|((&id, v), p)| writer.upsert(id, v, p.as_deref()))
-        };
-        if let Err(e) = staged.and_then(|()| writer.commit().map(drop)) {
-            return Err(resume(committed, &e));
+        let snapshot = db.snapshot();
+        staged.clear();
+        let rows_of_batch = batch
+            .ids
+            .iter()
+            .zip(batch.vectors.chunks_exact(db.dim()))
+            .zip(&batch.payloads);
+        for (i, ((&number, v), p)) in (committed..).zip(rows_of_batch) {
+            let row_error = |e: &dyn std::fmt::Display| -> Box<dyn std::error::Error> {
+                Failure::new(
+                    Exit::Failed,
+                    format!("{}: row {i}: {e}", args.file.display()),
+                )
+                .into()
+            };
+            let id = if args.ids_from_field.is_some() {
+                number
+            } else {
+                number.checked_add(args.id_offset).ok_or_else(|| {
+                    row_error(&format!(
+                        "--id-offset {} makes its id overflow",
+                        args.id_offset
+                    ))
+                })?
+            };
+            if !args.replace {
+                let first = staged.insert(id, i);
+                let present = match first {
+                    Some(first) => Some(format!("id {id} is also the id of row {first}")),
+                    None => snapshot
+                        .contains(id)
+                        .map_err(|e| args.stopped(&db, committed, &e, Next::Resume))?
+                        .then(|| format!("id {id} is already in {}", args.dir.display())),
+                };
+                if let Some(present) = present {
+                    let e = row_error(&present);
+                    return Err(args.stopped(&db, committed, &*e, Next::Present));
+                }
+            }
+            if let Err(e) = writer.upsert(id, v, p.as_deref()) {
+                let e = row_error(&e);
+                return Err(args.stopped(&db, committed, &*e, Next::FixRow(i)));
+            }
+        }
+        if let Err(e) = writer.commit() {
+            return Err(args.stopped(&db, committed, &e, Next::Resume));
         }
         debug_assert_eq!(committed + rows as u64, reader.position());
         committed = reader.position();
@@ -228,25 +408,33 @@ pub fn import(args: &ImportArgs) -> CliResult {
 
 /// `quiver search`.
 pub fn search(args: &SearchArgs) -> CliResult {
-    let db = open(&args.dir)?;
-    let queries = match (&args.vector, &args.query) {
-        (Some(v), _) => v.clone(),
-        (None, Some(path)) => VectorReader::open(path, None)?.read_all()?.vectors,
-        (None, None) => return Err("give --query FILE or --vector X,Y,...".into()),
-    };
-    if queries.is_empty() || queries.len() % db.dim() != 0 {
-        return Err(format!(
-            "queries have {} values, not a whole number of {}-d vectors",
-            queries.len(),
-            db.dim()
-        )
-        .into());
-    }
     let params = SearchParams {
         ef: args.ef,
         exact: args.exact,
         ..SearchParams::new(args.k)
     };
+    params.validate()?;
+    let db = open(&args.dir)?;
+    let queries = match (&args.vector, &args.query) {
+        (Some(v), _) if v.len() != db.dim() => {
+            return Err(format!(
+                "--vector has {} values but the database stores {}-d vectors",
+                v.len(),
+                db.dim()
+            )
+            .into())
+        }
+        (Some(v), _) => v.clone(),
+        (None, Some(path)) => {
+            let mut reader = VectorReader::open(path, None)?;
+            reader.expect_dim(db.dim())?;
+            reader.read_all()?.vectors
+        }
+        (None, None) => return Err("give --query FILE or --vector X,Y,...".into()),
+    };
+    if queries.is_empty() {
+        return Err("no queries: the query file holds no vector".into());
+    }
     let snapshot = db.snapshot();
     for (i, q) in queries.chunks_exact(db.dim()).enumerate() {
         let hits = snapshot.search_with(q, &params)?;
@@ -278,9 +466,10 @@ fn payload_text(p: &[u8]) -> String {
 /// `quiver get`.
 pub fn get(args: &GetArgs) -> CliResult {
     let db = open(&args.dir)?;
-    let record = db
-        .get(args.id)?
-        .ok_or_else(|| format!("id {} is not in {}", args.id, args.dir.display()))?;
+    let record = db.get(args.id)?.ok_or_else(|| {
+        let message = format!("id {} is not in {}", args.id, args.dir.display());
+        Failure::new(Exit::NotFound, message)
+    })?;
     if args.json {
         let payload = record.payload.as_deref().map(payload_text);
         say!(
@@ -300,7 +489,7 @@ pub fn get(args: &GetArgs) -> CliResult {
 }
 
 /// `quiver delete`: the ids that are there, in one commit; the others are
-/// named and left alone, as deleting is idempotent.
+/// named, with exit 1 (not found), as deleting is idempotent.
 pub fn delete(args: &DeleteArgs) -> CliResult {
     let db = open(&args.dir)?;
     let mut absent = Vec::new();
@@ -320,7 +509,8 @@ pub fn delete(args: &DeleteArgs) -> CliResult {
         db.len()
     );
     if !absent.is_empty() {
-        say!("not present, nothing to delete: {absent:?}");
+        let message = format!("not present, nothing to delete: {absent:?}");
+        return Err(Failure::new(Exit::NotFound, message).into());
     }
     Ok(Outcome::Done)
 }
@@ -329,6 +519,8 @@ pub fn delete(args: &DeleteArgs) -> CliResult {
 pub fn stats(args: &StatsArgs) -> CliResult {
     let db = open(&args.dir)?;
     let s = db.stats()?;
+    let snapshot = db.snapshot();
+    let options = snapshot.options();
     if args.json {
         say!(
             "{}",
@@ -336,6 +528,8 @@ pub fn stats(args: &StatsArgs) -> CliResult {
                 "format_version": FORMAT_VERSION,
                 "dim": db.dim(),
                 "metric": db.metric().to_string(),
+                "m": options.graph_m(),
+                "ef_construction": options.graph_ef_construction(),
                 "generation": s.generation,
                 "rows": s.rows,
                 "deleted_rows": s.deleted_rows,
@@ -353,6 +547,11 @@ pub fn stats(args: &StatsArgs) -> CliResult {
     say!("{}", args.dir.display());
     say!("  format version   {FORMAT_VERSION}");
     say!("  vectors          {}-d, {}", db.dim(), db.metric());
+    say!(
+        "  graphs           m {}, ef_construction {}",
+        options.graph_m(),
+        options.graph_ef_construction()
+    );
     say!("  generation       {}", s.generation);
     say!("  live rows        {}", s.rows);
     say!("  deleted rows     {} (still on disk)", s.deleted_rows);
@@ -365,13 +564,21 @@ pub fn stats(args: &StatsArgs) -> CliResult {
     Ok(Outcome::Done)
 }
 
-/// `quiver verify`: exit 1 and name every damaged file, region and manifest
-/// entry if anything is damaged.
+/// `quiver verify`: exit 3 and name every damaged file, region and manifest
+/// entry if anything is damaged (a file of a newer format is no damage: its
+/// error says to upgrade).
 pub fn verify(args: &VerifyArgs) -> CliResult {
     let spinner = progress(0, "  verifying {spinner} {elapsed}");
     let report = quiver::verify(&args.dir);
     spinner.finish_and_clear();
-    let report = report?;
+    let mut report = report.map_err(|e| with_advice(&args.dir, e))?;
+    if let Some(newer) = report
+        .problems
+        .iter()
+        .position(|p| matches!(p, Error::UnsupportedVersion { .. }))
+    {
+        return Err(with_advice(&args.dir, report.problems.swap_remove(newer)));
+    }
     for p in &report.problems {
         say!("BAD {p}");
     }

@@ -2,7 +2,7 @@
 //! segments (the library's `Writer::compact`), with a progress bar and a
 //! before/after summary.
 
-use crate::commands::progress;
+use crate::commands::{open, progress, with_advice};
 use crate::{CliResult, Outcome};
 use clap::Args;
 use quiver::{synth::SplitMix64, CompactOptions, Database, SearchParams};
@@ -13,14 +13,15 @@ use std::time::Instant;
 #[derive(Debug, Args)]
 pub struct CompactArgs {
     /// Database directory; no other process may have it open.
-    dir: PathBuf,
-    /// Pack segments up to this many live rows.
+    pub dir: PathBuf,
+    /// Pack segments up to this many live rows (at least 1).
     #[arg(long, default_value_t = quiver::compact::DEFAULT_TARGET_SEGMENT_ROWS)]
     target_segment_rows: usize,
-    /// HNSW links per node of the new graphs (rebuilds every segment).
+    /// HNSW links per node of the new graphs, 2 to 1024 (rebuilds every segment).
     #[arg(long)]
     m: Option<usize>,
-    /// HNSW build candidate list size of the new graphs (rebuilds every segment).
+    /// HNSW build candidate list size of the new graphs, m to 65536 (rebuilds
+    /// every segment).
     #[arg(long)]
     ef_construction: Option<usize>,
     /// Print the plan and change nothing.
@@ -82,7 +83,7 @@ pub fn run(args: &CompactArgs) -> CliResult {
     options.m = args.m;
     options.ef_construction = args.ef_construction;
     if args.dry_run {
-        let report = quiver::compact(&args.dir, &options)?;
+        let report = quiver::compact(&args.dir, &options).map_err(|e| with_advice(&args.dir, e))?;
         say!(
             "plan for {} ({} segments, {} growing rows):",
             args.dir.display(),
@@ -110,7 +111,7 @@ pub fn run(args: &CompactArgs) -> CliResult {
     }
     // Measured on a handle of their own: the compaction opens the directory
     // itself and holds its lock from start to end.
-    let db = Database::open_existing(&args.dir)?;
+    let db = open(&args.dir)?;
     let queries = sample_queries(&db)?;
     let (recall_before, qps_before) = quality(&db, &queries)?;
     drop(db);

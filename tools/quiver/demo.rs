@@ -1,5 +1,6 @@
 //! `quiver demo`: the storage engine end to end on a generated data set.
 
+use crate::check_flag;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use quiver::{synth, Database, Metric, Options, SearchParams};
@@ -23,7 +24,7 @@ pub struct DemoArgs {
     queries: usize,
     /// Database directory (default: a fresh one in the temp directory, removed afterwards).
     #[arg(long)]
-    dir: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
 }
 
 fn secs(d: Duration) -> String {
@@ -36,9 +37,9 @@ fn secs(d: Duration) -> String {
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.rows == 0 || args.dim == 0 || args.batch == 0 {
-        return Err("--rows, --dim and --batch must be at least 1".into());
-    }
+    check_flag("--rows", args.rows, 1, quiver::MAX_SEGMENT_ROWS)?;
+    check_flag("--batch", args.batch, 1, quiver::MAX_SEGMENT_ROWS)?;
+    check_flag("--queries", args.queries, 1, usize::MAX)?;
     let (dir, temporary) = match &args.dir {
         Some(d) => (d.clone(), false),
         None => (

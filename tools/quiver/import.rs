@@ -22,7 +22,9 @@
 //! and the row, never a panic. Memory stays bounded by one batch, one row and
 //! one line (at most 64 MiB), whatever the size of the file.
 
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -48,7 +50,8 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub struct ImportError {
     /// The file being read.
     pub path: PathBuf,
-    /// The row (counted from 0) being read, when the failure belongs to one.
+    /// The row (counted from 0) that is malformed, when the failure belongs
+    /// to one (a failed read belongs to none).
     pub row: Option<u64>,
     /// What is wrong, without the file name or row.
     pub message: String,
@@ -265,6 +268,19 @@ impl VectorReader {
         self.dim
     }
 
+    /// Checks that the file's rows are `dim`-d, as a database that stores
+    /// such vectors needs (every later row is checked against the first as
+    /// it is read).
+    ///
+    /// # Errors
+    /// The one message every command gives for a file of another dimension.
+    pub fn expect_dim(&self, dim: usize) -> Result<(), ImportError> {
+        if self.dim == dim {
+            return Ok(());
+        }
+        Err(dim_mismatch(&self.path, self.dim, dim))
+    }
+
     /// Total rows, when known without reading everything: from the header,
     /// or the file size over the row size for `.fvecs`/`.bvecs`. `None` for
     /// JSON Lines.
@@ -359,8 +375,11 @@ impl VectorReader {
         ImportError::new(&self.path, row, message)
     }
 
+    /// A failed read: the file may be fine, so the error names no row (only
+    /// a malformed row does), only where it was reading.
     fn read_failed(&self, row: Option<u64>, e: &io::Error) -> ImportError {
-        self.fail(row, format!("read failed: {e}"))
+        let at = row.map_or_else(String::new, |row| format!(" at row {row}"));
+        self.fail(None, format!("read failed{at}: {e}"))
     }
 
     fn truncated(&self, row: u64, got: usize) -> ImportError {
@@ -587,41 +606,41 @@ impl VectorReader {
             let line = format!("line {}: {message}", self.line_no);
             ImportError::new(&self.path, Some(row), line)
         };
-        let mut object = match serde_json::from_slice::<Value>(&self.line) {
-            Ok(Value::Object(object)) => object,
-            Ok(other) => {
-                return Err(at_line(format!(
-                    "expected a JSON object, found {}",
-                    kind(&other)
-                )))
-            }
+        // Fields as their raw text, so that a payload is stored exactly as
+        // written: its keys in their order, its numbers with every digit.
+        let object = match serde_json::from_slice::<HashMap<String, Box<RawValue>>>(&self.line) {
+            Ok(object) => object,
+            // Parsed again only to word the error.
             Err(e) => {
-                let text = e.to_string();
-                let what = text
-                    .rsplit_once(" at line ")
-                    .map_or(text.as_str(), |(m, _)| m);
-                return Err(at_line(format!(
-                    "invalid JSON at column {}: {what}",
-                    e.column()
-                )));
+                return Err(at_line(match serde_json::from_slice::<Value>(&self.line) {
+                    Ok(other) => format!("expected a JSON object, found {}", kind(&other)),
+                    Err(_) => invalid_json(&e),
+                }))
             }
+        };
+        let field = |name: &str| -> Result<Option<Value>, ImportError> {
+            object
+                .get(name)
+                .map(|raw| serde_json::from_str(raw.get()))
+                .transpose()
+                .map_err(|e| at_line(invalid_json(&e)))
         };
         let id = match &self.ids_field {
             None => row,
-            Some(field) => match object.get(field) {
+            Some(name) => match field(name)? {
                 Some(v) => v.as_u64().ok_or_else(|| {
                     let found = shorten(v.to_string());
                     at_line(format!(
-                        "\"{field}\" must be a non-negative integer, found {found}"
+                        "\"{name}\" must be a non-negative integer, found {found}"
                     ))
                 })?,
-                None => return Err(at_line(format!("no \"{field}\" field for the id"))),
+                None => return Err(at_line(format!("no \"{name}\" field for the id"))),
             },
         };
-        let components = match object.get("vector") {
+        let components = match field("vector")? {
             Some(Value::Array(components)) => components,
             Some(other) => {
-                let found = kind(other);
+                let found = kind(&other);
                 return Err(at_line(format!(
                     "\"vector\" must be an array of numbers, found {found}"
                 )));
@@ -656,10 +675,16 @@ impl VectorReader {
             }
             out.vectors.push(v);
         }
-        let payload = match object.remove("payload") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(text.into_bytes()),
-            Some(other) => Some(other.to_string().into_bytes()),
+        // A string is stored as its text; anything else as its JSON, byte
+        // for byte as the line has it.
+        let payload = match object.get("payload").map(|raw| raw.get()) {
+            None | Some("null") => None,
+            Some(raw) if raw.starts_with('"') => {
+                let text: String =
+                    serde_json::from_str(raw).map_err(|e| at_line(invalid_json(&e)))?;
+                Some(text.into_bytes())
+            }
+            Some(raw) => Some(raw.as_bytes().to_vec()),
         };
         self.dim = dim;
         out.ids.push(id);
@@ -667,6 +692,13 @@ impl VectorReader {
         self.position += 1;
         Ok(true)
     }
+}
+
+/// The error for `path`, a file of `file_dim`-d vectors, given to a database
+/// of `db_dim`-d ones.
+pub fn dim_mismatch(path: &Path, file_dim: usize, db_dim: usize) -> ImportError {
+    let message = format!("holds {file_dim}-d vectors but the database stores {db_dim}-d ones");
+    ImportError::new(path, None, message)
 }
 
 /// Reads an `.ivecs` file (ground truth): one `Vec<u32>` per row.
@@ -764,6 +796,16 @@ fn check_dim(format: Format, dim: i64) -> Result<usize, String> {
 fn non_finite(component: usize, v: f32) -> String {
     let what = if v.is_nan() { "NaN" } else { "infinite" };
     format!("component {component} is {what} (Quiver stores only finite values)")
+}
+
+/// A JSON parse error as a message: the column, and serde's words without
+/// its own "at line" (the caller names the line).
+fn invalid_json(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let what = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m);
+    format!("invalid JSON at column {}: {what}", e.column())
 }
 
 /// A JSON value's kind, for messages.
@@ -1192,7 +1234,7 @@ mod tests {
         assert_eq!(all.vectors, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
         let payloads = [
             Some("caf\u{e9}".as_bytes().to_vec()),
-            Some(br#"{"a":[1,true]}"#.to_vec()),
+            Some(br#"{"a": [1, true]}"#.to_vec()),
             None,
             None,
         ];
@@ -1201,6 +1243,28 @@ mod tests {
         let mut reader = VectorReader::open(&path, None).unwrap();
         reader.skip(2).unwrap();
         assert_eq!(reader.read_all().unwrap().ids, [2, 3]);
+    }
+
+    #[test]
+    fn jsonl_payload_is_kept_byte_for_byte() {
+        let dir = TempDir::new().unwrap();
+        let payloads = [
+            r#"{"z": 1, "a": {"y": [], "b": null}}"#,
+            r#"{"pi":3.14159265358979323846264338327950288,"big":123456789012345678901234567890}"#,
+            r#"[1.0, 1e400, -0.0,  "é"]"#,
+            "12345678901234567890123",
+        ];
+        let text: String = payloads
+            .iter()
+            .map(|p| format!("{{\"payload\":  {p} , \"vector\": [1]}}\n"))
+            .collect();
+        let path = write(&dir, "a.jsonl", text.as_bytes());
+        let all = VectorReader::open(&path, None).unwrap().read_all().unwrap();
+        let want: Vec<Option<Vec<u8>>> = payloads
+            .iter()
+            .map(|p| Some(p.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(all.payloads, want);
     }
 
     #[test]
