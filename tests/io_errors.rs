@@ -521,9 +521,7 @@ fn run_script(fs: &FaultFs, errno: Option<i32>) -> Result<Ending, String> {
                         matches!(step, Step::Merge) && !fired.path.ends_with(quiver_manifest());
                     let poisoned = wrote && !merge_files;
                     // The refusal names the failure that caused it.
-                    let refused = |r: Result<_, Error>| {
-                        matches!(r, Err(Error::WriterFailed { cause }) if cause == e.to_string())
-                    };
+                    let refused = |r: Result<_, Error>| matches!(r, Err(Error::WriterFailed { cause }) if cause == e.to_string());
                     if poisoned && !refused(writer.commit().map(drop)) {
                         return Err(format!(
                             "step {i}: the writer commits after a failure, or is refused without its cause"

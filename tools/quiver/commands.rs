@@ -113,7 +113,21 @@ pub struct VerifyArgs {
 
 /// Opens an existing database, with advice when there is none.
 fn open(dir: &Path) -> Result<Database, Box<dyn std::error::Error>> {
-    Database::open_existing(dir).map_err(|e| match e {
+    advise(dir, Database::open_existing(dir))
+}
+
+/// Opens an existing database read-only, for the commands that only read:
+/// they write nothing, and run beside a process that writes.
+fn open_read_only(dir: &Path) -> Result<Database, Box<dyn std::error::Error>> {
+    advise(dir, Database::open_read_only(dir))
+}
+
+/// The result of an open, with advice when there is no database.
+fn advise(
+    dir: &Path,
+    opened: quiver::Result<Database>,
+) -> Result<Database, Box<dyn std::error::Error>> {
+    opened.map_err(|e| match e {
         Error::NotADatabase { .. } => format!(
             "{e} (create one with `quiver create {} --dim D --metric cosine`)",
             dir.display()
@@ -228,7 +242,7 @@ pub fn import(args: &ImportArgs) -> CliResult {
 
 /// `quiver search`.
 pub fn search(args: &SearchArgs) -> CliResult {
-    let db = open(&args.dir)?;
+    let db = open_read_only(&args.dir)?;
     let queries = match (&args.vector, &args.query) {
         (Some(v), _) => v.clone(),
         (None, Some(path)) => VectorReader::open(path, None)?.read_all()?.vectors,
@@ -277,7 +291,7 @@ fn payload_text(p: &[u8]) -> String {
 
 /// `quiver get`.
 pub fn get(args: &GetArgs) -> CliResult {
-    let db = open(&args.dir)?;
+    let db = open_read_only(&args.dir)?;
     let record = db
         .get(args.id)?
         .ok_or_else(|| format!("id {} is not in {}", args.id, args.dir.display()))?;
@@ -318,7 +332,7 @@ pub fn delete(args: &DeleteArgs) -> CliResult {
 
 /// `quiver stats`.
 pub fn stats(args: &StatsArgs) -> CliResult {
-    let db = open(&args.dir)?;
+    let db = open_read_only(&args.dir)?;
     let s = db.stats()?;
     if args.json {
         say!(
@@ -358,7 +372,7 @@ pub fn stats(args: &StatsArgs) -> CliResult {
 
 /// `quiver verify`: exit 1 and name each bad file if anything is damaged.
 pub fn verify(args: &VerifyArgs) -> CliResult {
-    let db = match Database::open_existing_verified(&args.dir) {
+    let db = match Database::open_read_only_verified(&args.dir) {
         Ok(db) => db,
         Err(e @ (Error::Corrupted { .. } | Error::UnsupportedVersion { .. })) => {
             say!("BAD {e}");
