@@ -38,7 +38,8 @@ use std::time::Duration;
 /// modifies a segment file after it is published (it only writes new files and removes
 /// retired ones), so the mappings never change under a reader. Another program
 /// that writes to or truncates these files while the database is open breaks
-/// that contract; the directory lock keeps other Quiver processes out.
+/// that contract; the directory lock keeps other Quiver writers out, and
+/// Quiver's read-only handles in other processes only map them.
 ///
 /// ```
 /// use quiver::{Database, Metric, Options};

@@ -211,6 +211,48 @@ fn reader_of_a_directory_being_created_is_told_so_at_once() {
 }
 
 // ---------------------------------------------------------------------------
+// A writer that died with the manifest open.
+
+const KILLED_WRITER_ENV: &str = "QUIVER_KILLED_WRITER_CHILD_DIR";
+
+/// Child side: commit, then exit without closing anything.
+#[test]
+fn killed_writer_child() {
+    let Ok(dir) = std::env::var(KILLED_WRITER_ENV) else {
+        return;
+    };
+    let db = Database::open_existing(&dir).unwrap();
+    let mut w = db.writer().unwrap();
+    w.upsert(500, &[500.0, 1.0, 0.0, 0.0], None).unwrap();
+    w.commit().unwrap();
+    std::process::exit(0);
+}
+
+#[test]
+fn reader_of_a_manifest_a_killed_writer_left_open_is_told_to_open_it_for_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    existing_database(&dir);
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "killed_writer_child", "--test-threads=1"])
+        .env(KILLED_WRITER_ENV, &dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = listing(&dir);
+    match Database::open_read_only(&dir) {
+        Err(Error::ReadOnly { why, .. }) => {
+            assert!(why.contains("open the database for writing once"), "{why}")
+        }
+        other => panic!("expected Error::ReadOnly, got {other:?}"),
+    }
+    assert_eq!(listing(&dir), before);
+    // One open for writing repairs it; the commit survived.
+    drop(Database::open_existing(&dir).unwrap());
+    assert_eq!(Database::open_read_only(&dir).unwrap().len(), 21);
+}
+
+// ---------------------------------------------------------------------------
 // A directory owned by another user, without write permission.
 
 const OTHER_USER_ENV: &str = "QUIVER_READ_ONLY_CHILD_DIR";
