@@ -280,15 +280,48 @@ fn set_mode_recursively(path: &Path, dir_mode: u32, file_mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-#[test]
-fn read_only_open_works_in_a_directory_of_another_user_without_write_permission() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db");
+/// A database directory under `tmp` that is read-only to the commands
+/// [`as_another_user`] runs: every write bit cleared, and no `LOCK`. Returns
+/// the directory and its listing.
+fn read_only_database(tmp: &Path) -> (PathBuf, Listing) {
+    let dir = tmp.join("db");
     existing_database(&dir);
     std::fs::remove_file(dir.join("LOCK")).unwrap();
     set_mode_recursively(&dir, 0o555, 0o444);
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = listing(&dir);
+    (dir, before)
+}
+
+/// Runs `command` as a user for whom the directory of
+/// [`read_only_database`] is read-only: this one, or, since permission bits
+/// do not stop root, `nobody`, for whom it also belongs to another user.
+fn as_another_user(mut command: Command) -> std::process::Output {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::process::CommandExt::uid(&mut command, 65534);
+        std::os::unix::process::CommandExt::gid(&mut command, 65534);
+    }
+    command.output().unwrap()
+}
+
+/// Gives the directory back its write bits (so that it can be removed), and
+/// checks that nothing in it changed.
+fn assert_unchanged(dir: &Path, before: &Listing) {
+    set_mode_recursively(dir, 0o755, 0o644);
+    let mut after = listing(dir);
+    for entry in after.values_mut() {
+        entry.2 = if entry.0 { 0o40555 } else { 0o100444 };
+    }
+    assert_eq!(&after, before);
+}
+
+#[test]
+fn read_only_open_works_in_a_directory_of_another_user_without_write_permission() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, before) = read_only_database(tmp.path());
     let mut child = Command::new(std::env::current_exe().unwrap());
     child
         .args([
@@ -298,31 +331,45 @@ fn read_only_open_works_in_a_directory_of_another_user_without_write_permission(
             "--test-threads=1",
         ])
         .env(OTHER_USER_ENV, &dir);
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    #[allow(unsafe_code)]
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        // Permission bits do not stop root: the child runs as `nobody`, for
-        // whom the directory belongs to another user and is read-only.
-        std::os::unix::process::CommandExt::uid(&mut child, 65534);
-        std::os::unix::process::CommandExt::gid(&mut child, 65534);
-    }
-    let out = child.output().unwrap();
+    let out = as_another_user(child);
     let outcome = String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.split_once("outcome: ").map(|(_, o)| o.trim().to_owned()));
-    set_mode_recursively(&dir, 0o755, 0o644);
     assert_eq!(
         outcome.as_deref(),
         Some("ok"),
         "child stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut after = listing(&dir);
-    for entry in after.values_mut() {
-        entry.2 = if entry.0 { 0o40555 } else { 0o100444 };
+    assert_unchanged(&dir, &before);
+}
+
+#[test]
+fn quiver_read_only_commands_work_in_a_directory_of_another_user_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, before) = read_only_database(tmp.path());
+    let quiver = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quiver"));
+        command.args(args.iter().map(|a| a.replace("DIR", dir.to_str().unwrap())));
+        as_another_user(command)
+    };
+    for args in [
+        &["search", "DIR", "--vector", "5.2,1,0,0", "-k", "3"][..],
+        &["get", "DIR", "100"],
+        &["stats", "DIR"],
+        &["verify", "DIR"],
+        &["compact", "DIR", "--dry-run"],
+    ] {
+        let out = quiver(args);
+        assert!(
+            out.status.success(),
+            "quiver {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    assert_eq!(after, before);
+    // The directory really is read-only to that user: a command that writes fails.
+    assert!(!quiver(&["delete", "DIR", "5"]).status.success());
+    assert_unchanged(&dir, &before);
 }
 
 // ---------------------------------------------------------------------------
