@@ -115,6 +115,38 @@ fn read_only_commands_leave_every_file_as_it_was() {
 }
 
 #[test]
+fn read_only_verify_finds_a_flipped_manifest_byte_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    existing_database(&dir);
+    // A payload lives in a redb page, whose checksum only the integrity
+    // check reads.
+    let payload = b"the payload of id 42";
+    let db = Database::open_existing(&dir).unwrap();
+    let mut w = db.writer().unwrap();
+    w.upsert(42, &[42.0, 1.0, 0.0, 0.0], Some(payload)).unwrap();
+    w.commit().unwrap();
+    drop((w, db));
+    let manifest = dir.join("quiver.redb");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    let found: Vec<usize> = (0..bytes.len() - payload.len())
+        .filter(|&i| bytes[i..].starts_with(payload))
+        .collect();
+    assert!(!found.is_empty(), "the payload is not in the manifest");
+    for at in found {
+        bytes[at] ^= 0x80;
+    }
+    std::fs::write(&manifest, &bytes).unwrap();
+    let before = listing(&dir);
+    match Database::open_read_only_verified(&dir) {
+        Err(Error::Corrupted { file, .. }) => assert_eq!(file, manifest),
+        other => panic!("expected the manifest to be reported, got {other:?}"),
+    }
+    // The check repairs only its copy in memory.
+    assert_eq!(listing(&dir), before);
+}
+
+#[test]
 fn read_only_handle_takes_no_lock_and_lets_a_writer_open() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
