@@ -158,7 +158,9 @@ pub fn compact_with_progress(
     if options.dry_run {
         // A plan changes nothing: planned on a read-only handle, which
         // writes nothing and runs beside a writer.
-        return Database::open_read_only(dir)?.compact_plan(options);
+        let snap = Database::open_read_only(dir)?.snapshot();
+        let stats = Database::stats_of(&snap.db, &snap.state)?;
+        return Ok(planned_report(&snap.state, &stats, options));
     }
     let db = Database::open_existing(dir)?;
     let mut writer = db.writer()?;

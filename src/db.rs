@@ -661,17 +661,6 @@ impl Database {
         self.merger.as_ref().and_then(|m| m.last_error())
     }
 
-    /// What compacting the current state as `options` say would do (the
-    /// report of a dry run), changing nothing.
-    pub(crate) fn compact_plan(
-        &self,
-        options: &crate::CompactOptions,
-    ) -> Result<crate::CompactReport> {
-        let base = self.inner.published.load();
-        let stats = Database::stats_of(&self.inner, &base)?;
-        Ok(crate::compact::planned_report(&base, &stats, options))
-    }
-
     /// Closes this handle and shrinks the manifest file to its live pages,
     /// holding the directory lock throughout; returns the file's new length.
     /// For the offline [`compact`](crate::compact), which owns the only
