@@ -119,7 +119,8 @@ impl Database {
     /// - [`Error::NotADatabase`]: `dir` is a file, or a non-empty directory without a manifest.
     /// - [`Error::OptionsMismatch`]: the stored dimension or metric differ.
     /// - [`Error::UnsupportedVersion`]: written by a newer Quiver.
-    /// - [`Error::WriterBusy`]: another process has the directory open.
+    /// - [`Error::WriterBusy`]: another process (or handle) has the directory
+    ///   open for writing; read-only handles do not count.
     /// - [`Error::Corrupted`]: a file fails its checks (the error names it).
     /// - [`Error::Io`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Database> {
