@@ -16,8 +16,9 @@
 //! the old segments, whose files are removed only when the last such snapshot
 //! is dropped.
 
-use crate::db::Database;
+use crate::db::{Database, Stats};
 use crate::error::{Error, Result};
+use crate::graph::GraphParams;
 use crate::growing::GrowingView;
 use crate::manifest::{Location, Update};
 use crate::merge::{self, MAX_SEGMENT_ROWS};
@@ -134,11 +135,15 @@ pub struct CompactReport {
 }
 
 /// Compacts the database in `dir`, holding its lock for the whole run: see
-/// the [module docs](self) and [`Writer::compact`].
+/// the [module docs](self) and [`Writer::compact`]. A
+/// [dry run](CompactOptions::dry_run) only plans, on a read-only handle
+/// ([`Database::open_read_only`]): it writes nothing and may run while
+/// another process has the directory open.
 ///
 /// # Errors
 /// As [`Database::open_existing`] ([`Error::WriterBusy`] if another process
-/// has it open) and [`Writer::compact`].
+/// has it open) and [`Writer::compact`]; a dry run as
+/// [`Database::open_read_only`].
 pub fn compact(dir: impl AsRef<Path>, options: &CompactOptions) -> Result<CompactReport> {
     compact_with_progress(dir, options, &mut |_, _| {})
 }
@@ -154,6 +159,14 @@ pub fn compact_with_progress(
     options: &CompactOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<CompactReport> {
+    if options.dry_run {
+        // A plan changes nothing: planned on a read-only handle, which
+        // writes nothing and runs beside a writer.
+        let snap = Database::open_read_only(dir)?.snapshot();
+        check_options(options, snap.db.graph_params())?;
+        let stats = Database::stats_of(&snap.db, &snap.state)?;
+        return Ok(planned_report(&snap.state, &stats, options));
+    }
     let db = Database::open_existing(dir)?;
     let mut writer = db.writer()?;
     let mut report = writer.compact(options, progress)?;
@@ -166,6 +179,54 @@ pub fn compact_with_progress(
         }
     }
     Ok(report)
+}
+
+/// [`Error::OutOfRange`] if `options` ask for a segment size or graph
+/// parameters out of range, for graphs now built with `built`.
+fn check_options(options: &CompactOptions, built: GraphParams) -> Result<()> {
+    check_range(
+        "target_segment_rows",
+        options.target_segment_rows,
+        1,
+        MAX_SEGMENT_ROWS,
+    )?;
+    check_graph(
+        options.m.unwrap_or(built.m),
+        options.ef_construction.unwrap_or(built.ef_construction),
+    )
+}
+
+/// What compacting `base` (whose stats are `stats`) as `options` say would
+/// do: the report of a dry run.
+pub(crate) fn planned_report(
+    base: &SnapshotState,
+    stats: &Stats,
+    options: &CompactOptions,
+) -> CompactReport {
+    let force = options.m.is_some() || options.ef_construction.is_some();
+    let segments: Vec<(u64, usize, usize)> = base
+        .segments
+        .iter()
+        .map(|s| (s.segment.id(), s.segment.rows(), s.live))
+        .collect();
+    let planned = plan(
+        &segments,
+        base.growing.live,
+        options.target_segment_rows,
+        force,
+    );
+    let replaced: HashSet<u64> = planned.iter().flat_map(|p| p.from.clone()).collect();
+    CompactReport {
+        segments_before: base.segments.len(),
+        segments_after: base.segments.len() - replaced.len()
+            + planned.iter().filter(|p| p.rows > 0).count(),
+        growing_rows_before: base.growing.live,
+        rows_dropped: planned.iter().map(|p| p.dropped).sum(),
+        bytes_before: stats.bytes_on_disk,
+        bytes_after: stats.bytes_on_disk,
+        generation: base.state.generation,
+        planned,
+    }
 }
 
 /// Groups the sealed segments (id, rows, live) and the growing rows into the
@@ -260,47 +321,14 @@ impl Writer {
                 what: "compact with uncommitted changes: commit or roll them back first",
             });
         }
-        check_range(
-            "target_segment_rows",
-            options.target_segment_rows,
-            1,
-            MAX_SEGMENT_ROWS,
-        )?;
-        let built = self.db.graph_params();
-        check_graph(
-            options.m.unwrap_or(built.m),
-            options.ef_construction.unwrap_or(built.ef_construction),
-        )?;
+        check_options(options, self.db.graph_params())?;
         let db = self.db.clone();
         // The background merger switches only between compactions.
         let _commits = db.lock_commits();
         db.failed.check()?;
         let base = db.published.load();
         let stats_before = Database::stats_of(&db, &base)?;
-        let force = options.m.is_some() || options.ef_construction.is_some();
-        let segments: Vec<(u64, usize, usize)> = base
-            .segments
-            .iter()
-            .map(|s| (s.segment.id(), s.segment.rows(), s.live))
-            .collect();
-        let planned = plan(
-            &segments,
-            base.growing.live,
-            options.target_segment_rows,
-            force,
-        );
-        let replaced: HashSet<u64> = planned.iter().flat_map(|p| p.from.clone()).collect();
-        let mut report = CompactReport {
-            segments_before: base.segments.len(),
-            segments_after: base.segments.len() - replaced.len()
-                + planned.iter().filter(|p| p.rows > 0).count(),
-            growing_rows_before: base.growing.live,
-            rows_dropped: planned.iter().map(|p| p.dropped).sum(),
-            bytes_before: stats_before.bytes_on_disk,
-            bytes_after: stats_before.bytes_on_disk,
-            generation: base.state.generation,
-            planned,
-        };
+        let mut report = planned_report(&base, &stats_before, options);
         if options.dry_run || report.planned.is_empty() {
             return Ok(report);
         }

@@ -8,7 +8,7 @@ use crate::fs::{FileKind, RealFs, Vfs};
 use crate::growing::{GrowingView, NewRow};
 use crate::inner::DbInner;
 use crate::kernels::{self, Kernels};
-use crate::manifest::{Manifest, StoredConfig};
+use crate::manifest::{Manifest, Reader, StoredConfig};
 use crate::merger::Merger;
 use crate::options::{Metric, Options, Scorer};
 use crate::publish::Published;
@@ -29,15 +29,17 @@ use std::time::Duration;
 ///
 /// Cheap to clone (all clones share one handle) and safe to use from any
 /// number of threads. Searches read the current [`Snapshot`] and never wait for
-/// the writer. The directory stays locked against other processes until the
-/// last clone is dropped.
+/// the writer. A handle from [`Database::open`] keeps the directory locked
+/// against other writers until the last clone is dropped; one from
+/// [`Database::open_read_only`] takes no lock and never writes.
 ///
 /// # Memory-mapped files
 /// Column and links files are mapped read-only and read in place. Quiver never
 /// modifies a segment file after it is published (it only writes new files and removes
 /// retired ones), so the mappings never change under a reader. Another program
 /// that writes to or truncates these files while the database is open breaks
-/// that contract; the directory lock keeps other Quiver processes out.
+/// that contract; the directory lock keeps other Quiver writers out, and
+/// Quiver's read-only handles in other processes only map them.
 ///
 /// ```
 /// use quiver::{Database, Metric, Options};
@@ -57,7 +59,8 @@ use std::time::Duration;
 pub struct Database {
     inner: Arc<DbInner>,
     /// The background merger; it stops when the last clone is dropped.
-    merger: Arc<Merger>,
+    /// `None` for a read-only handle, which has no writer and merges nothing.
+    merger: Option<Arc<Merger>>,
 }
 
 /// Sizes and counts of a database.
@@ -116,7 +119,8 @@ impl Database {
     /// - [`Error::NotADatabase`]: `dir` is a file, or a non-empty directory without a manifest.
     /// - [`Error::OptionsMismatch`]: the stored dimension or metric differ.
     /// - [`Error::UnsupportedVersion`]: written by a newer Quiver.
-    /// - [`Error::WriterBusy`]: another process has the directory open.
+    /// - [`Error::WriterBusy`]: another process (or handle) has the directory
+    ///   open for writing; read-only handles do not count.
     /// - [`Error::Corrupted`]: a file fails its checks (the error names it).
     /// - [`Error::Io`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Database> {
@@ -174,6 +178,178 @@ impl Database {
         Database::open_inner(Arc::new(RealFs), dir.as_ref(), None, true)
     }
 
+    /// Opens an existing database for reading only, with the options it
+    /// was created with, as of its latest commit.
+    ///
+    /// A read-only handle never writes to the directory: it takes no lock
+    /// (and creates no `LOCK` file), rewrites no manifest, removes no file,
+    /// runs no merger, and [`Database::writer`] and
+    /// [`Database::merge_pending`] return [`Error::ReadOnly`]. So it works on
+    /// read-only media and on a directory owned by another user, and any
+    /// number of processes may hold one.
+    ///
+    /// # Readers beside a writer in another process
+    /// One process may hold the directory for writing ([`Database::open`])
+    /// while others read it this way:
+    /// - The handle sees the state of the last commit before it opened, and
+    ///   keeps seeing it (search, get and stats agree) until
+    ///   [`Database::refresh`] moves it to the latest commit. Every answer
+    ///   belongs to one committed state, never to a commit in progress.
+    /// - Segment files are never changed once published, and a segment id is
+    ///   never reused. The writer removes a retired segment's files once its
+    ///   own process no longer reads them; a reader that has them mapped
+    ///   keeps reading them (an unlinked file lives on while it is mapped,
+    ///   on Linux and the other Unixes). A reader that finds a file missing
+    ///   while it loads a state, because a newer commit retired it
+    ///   meanwhile, loads again from the newer commit.
+    /// - redb's byte-range locks (its `SingleWriter` mode) keep the
+    ///   manifest's pages that a reader's commit uses from being reused while
+    ///   the reader holds it; on file systems without such locks (the
+    ///   in-memory [`MemFs`](crate::fs::MemFs)) a read-only handle must not
+    ///   be open beside a writer.
+    ///
+    /// ```
+    /// use quiver::{Database, Error, Metric, Options};
+    /// # fn main() -> quiver::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let dir = tmp.path().join("db");
+    /// let db = Database::open(&dir, Options::new(2, Metric::L2))?;
+    /// let mut w = db.writer()?;
+    /// w.upsert(1, &[1.0, 0.0], None)?;
+    /// w.commit()?;
+    /// let reader = Database::open_read_only(&dir)?;
+    /// w.upsert(2, &[0.0, 1.0], None)?;
+    /// w.commit()?;
+    /// assert_eq!(reader.len(), 1); // as of its open
+    /// reader.refresh()?;
+    /// assert_eq!(reader.len(), 2);
+    /// assert!(matches!(reader.writer(), Err(Error::ReadOnly { .. })));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// - [`Error::NotADatabase`]: `dir` does not exist, is a file, holds no
+    ///   manifest, or is still being created (retry once its creator is done).
+    /// - [`Error::ReadOnly`]: its manifest was not closed cleanly (a writer
+    ///   crashed) and only a writer's open repairs it.
+    /// - [`Error::UnsupportedVersion`], [`Error::Corrupted`], [`Error::Io`]
+    ///   as for [`Database::open`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Database> {
+        Database::open_read_only_with_vfs(Arc::new(RealFs), dir)
+    }
+
+    /// [`Database::open_read_only`] that first checks, as
+    /// [`Database::open_existing_verified`] does, every page checksum of the
+    /// manifest (redb's integrity check, run on a copy of the file in
+    /// memory, since it repairs what it finds) and every segment's data
+    /// checksums. `quiver verify` opens this way.
+    ///
+    /// # Errors
+    /// As [`Database::open_read_only`]; damage anywhere is
+    /// [`Error::Corrupted`] naming the file.
+    pub fn open_read_only_verified(dir: impl AsRef<Path>) -> Result<Database> {
+        Database::open_reader(Arc::new(RealFs), dir.as_ref(), true)
+    }
+
+    /// [`Database::open_read_only`] through another [`Vfs`].
+    ///
+    /// # Errors
+    /// As [`Database::open_read_only`].
+    pub fn open_read_only_with_vfs(vfs: Arc<dyn Vfs>, dir: impl AsRef<Path>) -> Result<Database> {
+        Database::open_reader(vfs, dir.as_ref(), false)
+    }
+
+    /// Moves a read-only handle to the latest commit, and returns the
+    /// generation it now reads. Snapshots taken before keep their state.
+    /// Segments the handle already maps are reused; the growing segment's
+    /// graph is rebuilt from its rows. A handle from [`Database::open`] is
+    /// always at its latest commit, and this returns at once.
+    ///
+    /// # Errors
+    /// As [`Database::open_read_only`]: the latest commit's files are checked
+    /// as an open checks them.
+    pub fn refresh(&self) -> Result<u64> {
+        let inner = &self.inner;
+        if !inner.read_only() {
+            return Ok(inner.published.load().state.generation);
+        }
+        // One refresh at a time; a handle without a writer has no other use
+        // for the commit lock.
+        let _refreshing = inner.lock_commits();
+        let current = inner.published.load();
+        if inner.manifest.reader()?.state()? == current.state {
+            return Ok(current.state.generation);
+        }
+        let state = load_latest(
+            &inner.vfs,
+            &inner.dir,
+            &inner.manifest,
+            &inner.options,
+            inner.kernels,
+            &current.segments,
+        )?;
+        let generation = state.state.generation;
+        inner.published.publish(Arc::new(state));
+        Ok(generation)
+    }
+
+    /// The read-only open: see [`Database::open_read_only`].
+    fn open_reader(vfs: Arc<dyn Vfs>, dir: &Path, verify: bool) -> Result<Database> {
+        let dir = dir.to_path_buf();
+        if !existing_dir(&*vfs, &dir)? {
+            return Err(Error::NotADatabase {
+                path: dir,
+                why: "it does not exist",
+            });
+        }
+        let names = vfs.list(&dir).map_err(|e| Error::io(&dir, e))?;
+        if !names.iter().any(|n| n == MANIFEST_FILE) {
+            let creating = format!("{MANIFEST_FILE}{TMP_SUFFIX}");
+            let why = if names.iter().all(|n| *n == LOCK_FILE || *n == creating) {
+                "it holds no manifest yet: it is being created (retry once that is done), \
+                 or its create was interrupted"
+            } else {
+                "the directory is not empty and holds no quiver.redb manifest"
+            };
+            return Err(Error::NotADatabase { path: dir, why });
+        }
+        let mut manifest = Manifest::open_read_only(&*vfs, &dir.join(MANIFEST_FILE))?;
+        let Some(stored) = manifest.config()? else {
+            return Err(Error::NotADatabase {
+                path: dir,
+                why: "its manifest was never initialised (an interrupted create)",
+            });
+        };
+        let options = stored_options(stored).verify_on_open(verify);
+        if verify {
+            manifest.check_integrity()?;
+        }
+        if manifest.needs_upgrade()? {
+            return Err(Error::ReadOnly {
+                path: dir,
+                why: "its manifest is of format version 1, which a writer upgrades at open: \
+                      open the database for writing once",
+            });
+        }
+        let kernels = kernels::select();
+        let state = load_latest(&vfs, &dir, &manifest, &options, kernels, &[])?;
+        let next_segment_id = state.state.next_segment_id;
+        let inner = Arc::new(DbInner::new(
+            Published::new(Arc::new(state)),
+            manifest,
+            dir,
+            vfs,
+            options,
+            kernels,
+            next_segment_id,
+            None,
+        ));
+        Ok(Database {
+            inner,
+            merger: None,
+        })
+    }
+
     /// Opens `dir` with `requested` options, or with the stored ones if
     /// `None` (and then only an existing database).
     fn open_inner(
@@ -184,26 +360,17 @@ impl Database {
     ) -> Result<Database> {
         let dir = dir.to_path_buf();
         let io = |e| Error::io(&dir, e);
-        match vfs.kind(&dir).map_err(io)? {
-            Some(FileKind::File) => {
-                return Err(Error::NotADatabase {
-                    path: dir,
-                    why: "it is a file, not a directory",
-                })
-            }
-            Some(FileKind::Dir) => {}
-            None if requested.is_none() => {
+        if !existing_dir(&*vfs, &dir)? {
+            if requested.is_none() {
                 return Err(Error::NotADatabase {
                     path: dir,
                     why: "it does not exist",
-                })
+                });
             }
-            None => {
-                vfs.create_dir_all(&dir).map_err(io)?;
-                // Make the new directory's own entry durable too.
-                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
-                }
+            vfs.create_dir_all(&dir).map_err(io)?;
+            // Make the new directory's own entry durable too.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                vfs.sync_dir(parent).map_err(|e| Error::io(parent, e))?;
             }
         }
         // A new manifest is made under this name and renamed into place, so
@@ -283,17 +450,7 @@ impl Database {
                 vfs.sync_dir(&dir).map_err(io)?;
                 options
             }
-            (Some(stored), None) => {
-                let options = Options::new(stored.dim, stored.metric);
-                let options = match stored.m {
-                    Some(m) => options.m(m),
-                    None => options,
-                };
-                match stored.ef_construction {
-                    Some(ef) => options.ef_construction(ef),
-                    None => options,
-                }
-            }
+            (Some(stored), None) => stored_options(stored),
             (Some(StoredConfig { dim, metric, .. }), Some(options)) => {
                 if dim != options.dim {
                     return Err(Error::OptionsMismatch {
@@ -316,8 +473,10 @@ impl Database {
         if verify {
             manifest.check_integrity()?;
         }
+        manifest.upgrade()?;
         let kernels = kernels::select();
-        let state = load_snapshot(&vfs, &dir, &manifest, &options, kernels, &names)?;
+        let state = load_latest(&vfs, &dir, &manifest, &options, kernels, &[])?;
+        sweep_orphans(&*vfs, &dir, &state, &names)?;
         let next_segment_id = state.state.next_segment_id;
         let inner = Arc::new(DbInner::new(
             Published::new(Arc::new(state)),
@@ -327,10 +486,13 @@ impl Database {
             options,
             kernels,
             next_segment_id,
-            lock,
+            Some(lock),
         ));
         let merger = Arc::new(Merger::start(inner.clone())?);
-        Ok(Database { inner, merger })
+        Ok(Database {
+            inner,
+            merger: Some(merger),
+        })
     }
 
     /// The writer. There is one per database: a second call while the first
@@ -338,8 +500,14 @@ impl Database {
     ///
     /// # Errors
     /// [`Error::WriterBusy`]; [`Error::WriterFailed`] after a failed commit, compaction or
-    /// merge switch.
+    /// merge switch; [`Error::ReadOnly`] on a handle from
+    /// [`Database::open_read_only`].
     pub fn writer(&self) -> Result<Writer> {
+        let Some(merger) = &self.merger else {
+            return Err(self.read_only_refusal(
+                "it has no writer: open it with Database::open (or `quiver` commands that change it) in one process",
+            ));
+        };
         self.inner.failed.check()?;
         if self
             .inner
@@ -352,7 +520,14 @@ impl Database {
                 why: "a Writer for this database is alive; drop it or commit through it",
             });
         }
-        Ok(Writer::new(self.inner.clone(), self.merger.clone()))
+        Ok(Writer::new(self.inner.clone(), merger.clone()))
+    }
+
+    fn read_only_refusal(&self, why: &'static str) -> Error {
+        Error::ReadOnly {
+            path: self.inner.dir.clone(),
+            why,
+        }
     }
 
     /// The current committed state, for several reads that must agree.
@@ -461,7 +636,9 @@ impl Database {
     /// benchmarks and tools that want the settled state; searches never
     /// need to wait.
     pub fn wait_for_merges(&self) {
-        self.merger.wait_idle();
+        if let Some(merger) = &self.merger {
+            merger.wait_idle();
+        }
     }
 
     /// Runs, on the calling thread, every merge the merge policy wants for
@@ -475,16 +652,22 @@ impl Database {
     /// [`Error::Corrupted`] if a segment to merge fails its checksums (nothing
     /// is changed then); [`Error::Io`]. After an I/O error in the switch's
     /// manifest commit the database refuses further commits until reopened,
-    /// as after a failed [`Writer::commit`].
+    /// as after a failed [`Writer::commit`]. [`Error::ReadOnly`] on a
+    /// read-only handle.
     pub fn merge_pending(&self) -> Result<usize> {
-        self.merger.run_now()
+        match &self.merger {
+            Some(merger) => merger.run_now(),
+            None => Err(self.read_only_refusal(
+                "it merges nothing: the writer's process merges, and refresh() shows the result",
+            )),
+        }
     }
 
     /// The error of the last background merge that failed, if one did (a
     /// failed merge changes nothing visible; the merger tries again after the
     /// next commit).
     pub fn merge_error(&self) -> Option<String> {
-        self.merger.last_error()
+        self.merger.as_ref().and_then(|m| m.last_error())
     }
 
     /// Closes this handle and shrinks the manifest file to its live pages,
@@ -607,17 +790,73 @@ impl Database {
     }
 }
 
-/// Builds the first snapshot from the manifest and the files it names, and
-/// removes the files no manifest names (`names` lists `dir`).
-fn load_snapshot(
+/// Whether `dir` exists as a directory; a file there is not a database.
+fn existing_dir(vfs: &dyn Vfs, dir: &Path) -> Result<bool> {
+    match vfs.kind(dir).map_err(|e| Error::io(dir, e))? {
+        Some(FileKind::Dir) => Ok(true),
+        None => Ok(false),
+        Some(FileKind::File) => Err(Error::NotADatabase {
+            path: dir.to_path_buf(),
+            why: "it is a file, not a directory",
+        }),
+    }
+}
+
+/// The options a database was created with.
+fn stored_options(stored: StoredConfig) -> Options {
+    let options = Options::new(stored.dim, stored.metric);
+    let options = match stored.m {
+        Some(m) => options.m(m),
+        None => options,
+    };
+    match stored.ef_construction {
+        Some(ef) => options.ef_construction(ef),
+        None => options,
+    }
+}
+
+/// Loads started over after a writer in another process retired files.
+const LOAD_TRIES: usize = 16;
+
+/// The state of the latest commit, with the files it names mapped (those of
+/// `known`, segments of a state already loaded, are reused). A writer in
+/// another process may retire a segment and remove its files between the
+/// commit this reads and their mapping: a load that fails while a newer
+/// commit has appeared starts over from that commit. An error that stays at
+/// the latest commit is returned (with one writer in this process, the
+/// manifest never moves, so an error is returned at once).
+fn load_latest(
     vfs: &Arc<dyn Vfs>,
     dir: &Path,
     manifest: &Manifest,
     options: &Options,
     kernels: &'static Kernels,
-    names: &[String],
+    known: &[SealedView],
 ) -> Result<SnapshotState> {
-    let loaded = manifest.load(options.dim)?;
+    let mut tries = 1;
+    loop {
+        let at = manifest.reader()?;
+        let read = at.state()?;
+        match load_snapshot(vfs, dir, manifest, at, options, kernels, known) {
+            Ok(state) => return Ok(state),
+            Err(_) if tries < LOAD_TRIES && manifest.reader()?.state()? != read => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Builds a snapshot of the commit `at` reads from the manifest and the files
+/// it names.
+fn load_snapshot(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    manifest: &Manifest,
+    at: Reader,
+    options: &Options,
+    kernels: &'static Kernels,
+    known: &[SealedView],
+) -> Result<SnapshotState> {
+    let loaded = at.load(options.dim)?;
     let mut deleted: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
     for &(segment, row) in &loaded.tombstones {
         deleted.entry(segment).or_default().push(row);
@@ -625,7 +864,17 @@ fn load_snapshot(
     let mut calibrations: BTreeMap<u64, Vec<u8>> = loaded.calibrations.iter().cloned().collect();
     let mut segments = Vec::with_capacity(loaded.segments.len());
     for (id, meta) in &loaded.segments {
-        let segment = Segment::open(vfs.clone(), dir, *id, meta, options.dim, options.metric)?;
+        let segment = match known.iter().find(|k| k.segment.id() == *id) {
+            Some(k) => k.segment.clone(),
+            None => Arc::new(Segment::open(
+                vfs.clone(),
+                dir,
+                *id,
+                meta,
+                options.dim,
+                options.metric,
+            )?),
+        };
         let rows = segment.rows();
         let mut bits = Bitset::new(rows);
         let mut live = rows;
@@ -647,7 +896,7 @@ fn load_snapshot(
             None => None,
         };
         segments.push(SealedView {
-            segment: Arc::new(segment),
+            segment,
             deleted: Arc::new(bits),
             live,
             calibration,
@@ -661,30 +910,6 @@ fn load_snapshot(
     }
     if options.verify_on_open {
         segments.par_iter().try_for_each(|s| s.segment.verify())?;
-    }
-
-    // Files that no manifest names: column files of commits that never
-    // happened or of retired segments, and temporaries of interrupted writes.
-    let live_ids: HashSet<u64> = loaded.segments.iter().map(|(id, _)| *id).collect();
-    let mut removed = false;
-    for name in names {
-        let orphan = match format::parse_segment_file_name(name) {
-            Some(id) => !live_ids.contains(&id),
-            None => name.ends_with(TMP_SUFFIX),
-        };
-        if orphan {
-            let path = dir.join(name);
-            match vfs.remove(&path) {
-                Ok(()) => removed = true,
-                // Already gone: a retired segment of an earlier handle in this
-                // process can unlink its files after they were listed.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(&path, e)),
-            }
-        }
-    }
-    if removed {
-        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
     }
 
     // The growing segment's graph lives in memory only: rebuilt from its
@@ -711,8 +936,36 @@ fn load_snapshot(
         metric: options.metric,
         segments,
         growing,
-        reader: manifest.reader()?,
+        reader: at,
         scorer,
         ef_search: options.ef_search,
     })
+}
+
+/// Removes the files of `dir` (listed in `names`) that `state`, the
+/// writer's first, does not name: column files of commits that never
+/// happened or of retired segments, and temporaries of interrupted writes.
+fn sweep_orphans(vfs: &dyn Vfs, dir: &Path, state: &SnapshotState, names: &[String]) -> Result<()> {
+    let live_ids: HashSet<u64> = state.segments.iter().map(|s| s.segment.id()).collect();
+    let mut removed = false;
+    for name in names {
+        let orphan = match format::parse_segment_file_name(name) {
+            Some(id) => !live_ids.contains(&id),
+            None => name.ends_with(TMP_SUFFIX),
+        };
+        if orphan {
+            let path = dir.join(name);
+            match vfs.remove(&path) {
+                Ok(()) => removed = true,
+                // Already gone: a retired segment of an earlier handle in this
+                // process can unlink its files after they were listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+    }
+    if removed {
+        vfs.sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
 }

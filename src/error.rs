@@ -155,6 +155,17 @@ pub enum Error {
         why: &'static str,
     },
 
+    /// The handle was opened with
+    /// [`Database::open_read_only`](crate::Database::open_read_only), which
+    /// never writes, or such a handle cannot read the directory as it is.
+    #[error("the database at {path} is open read-only: {why}")]
+    ReadOnly {
+        /// The database directory (or its manifest).
+        path: PathBuf,
+        /// What was refused, and what to do instead.
+        why: &'static str,
+    },
+
     /// An earlier commit, compaction or background merge failed after it had
     /// started changing the manifest; the in-memory state can no longer be
     /// trusted to match the disk. Reopen the database.

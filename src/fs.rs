@@ -33,6 +33,13 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes the file's contents durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
+    /// redb's byte-range locks on this file, through which processes share
+    /// the manifest (one writer, any number of read-only handles: redb's
+    /// `SingleWriter` mode). `None`, the default, for a file without them: a
+    /// manifest on it is then shared by the handles of one process only.
+    fn range_locks(&self) -> Option<&dyn redb::StorageBackend> {
+        None
+    }
 }
 
 /// A read-only view of a whole file, mapped or copied into memory.
@@ -56,6 +63,12 @@ pub trait Vfs: Send + Sync + fmt::Debug + 'static {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Opens `path` for reading and writing, creating it if `create`.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn VfsFile>>;
+    /// Opens the existing file at `path` for reading only, as a read-only
+    /// handle does, so that it works where it may not write. The default
+    /// opens it as [`Vfs::open`] does, for file systems without permissions.
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        self.open(path, false)
+    }
     /// Renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes the file at `path`.
@@ -85,24 +98,38 @@ pub enum FileKind {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
 
+/// A real file, held by redb's own file backend: its positioned reads and
+/// writes are plain `pread`/`pwrite`, and it brings the byte-range locks
+/// (open file description locks on Linux) that let processes share a manifest.
 #[derive(Debug)]
-struct RealFile(std::fs::File);
+struct RealFile(redb::backends::FileBackend);
+
+impl RealFile {
+    fn new(file: std::fs::File) -> io::Result<Self> {
+        redb::backends::FileBackend::new(file)
+            .map(RealFile)
+            .map_err(io::Error::other)
+    }
+}
 
 impl VfsFile for RealFile {
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        redb::StorageBackend::len(&self.0)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, offset)
+        redb::StorageBackend::read(&self.0, offset, buf)
     }
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
+        redb::StorageBackend::write(&self.0, offset, data)
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        redb::StorageBackend::set_len(&self.0, len)
     }
     fn sync(&self) -> io::Result<()> {
-        self.0.sync_data()
+        redb::StorageBackend::sync_data(&self.0)
+    }
+    fn range_locks(&self) -> Option<&dyn redb::StorageBackend> {
+        Some(&self.0)
     }
 }
 
@@ -147,7 +174,10 @@ impl Vfs for RealFs {
             .create(create)
             .truncate(false)
             .open(path)?;
-        Ok(Arc::new(RealFile(file)))
+        Ok(Arc::new(RealFile::new(file)?))
+    }
+    fn open_read(&self, path: &Path) -> io::Result<Arc<dyn VfsFile>> {
+        Ok(Arc::new(RealFile::new(std::fs::File::open(path)?)?))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
@@ -1052,9 +1082,27 @@ impl Vfs for MemFs {
 // redb on top of the seam.
 
 /// Adapts a [`VfsFile`] to redb's storage backend, so that the manifest's I/O
-/// goes through the same seam as the column files.
+/// goes through the same seam as the column files. The locks are the file's
+/// [`VfsFile::range_locks`], or none.
 #[derive(Debug)]
 pub(crate) struct RedbFile(pub(crate) Arc<dyn VfsFile>);
+
+impl RedbFile {
+    /// Whether other processes can share the file: then the manifest runs
+    /// in redb's `SingleWriter` mode, else in its exclusive one.
+    pub(crate) fn concurrency_mode(&self) -> redb::ConcurrencyMode {
+        match self.0.range_locks() {
+            Some(_) => redb::ConcurrencyMode::SingleWriter,
+            None => redb::ConcurrencyMode::ExclusiveWriter,
+        }
+    }
+
+    fn locks(&self) -> Result<&dyn redb::StorageBackend, redb::BackendError> {
+        self.0.range_locks().ok_or(redb::BackendError::Unsupported)
+    }
+}
+
+type Bounds = std::ops::Bound<u64>;
 
 impl redb::StorageBackend for RedbFile {
     fn len(&self) -> io::Result<u64> {
@@ -1071,6 +1119,31 @@ impl redb::StorageBackend for RedbFile {
     }
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.0.write_at(offset, data)
+    }
+    fn close(&self) -> io::Result<()> {
+        self.0.range_locks().map_or(Ok(()), |locks| locks.close())
+    }
+    fn try_lock_range(&self, start: Bounds, end: Bounds) -> Result<bool, redb::BackendError> {
+        self.locks()?.try_lock_range(start, end)
+    }
+    fn try_lock_shared_range(
+        &self,
+        start: Bounds,
+        end: Bounds,
+    ) -> Result<bool, redb::BackendError> {
+        self.locks()?.try_lock_shared_range(start, end)
+    }
+    fn lock_range(&self, start: Bounds, end: Bounds) -> Result<(), redb::BackendError> {
+        self.locks()?.lock_range(start, end)
+    }
+    fn lock_shared_range(&self, start: Bounds, end: Bounds) -> Result<(), redb::BackendError> {
+        self.locks()?.lock_shared_range(start, end)
+    }
+    fn unlock_range(&self, start: Bounds, end: Bounds) -> Result<(), redb::BackendError> {
+        self.locks()?.unlock_range(start, end)
+    }
+    fn query_lock_range(&self, start: Bounds, end: Bounds) -> Result<bool, redb::BackendError> {
+        self.locks()?.query_lock_range(start, end)
     }
 }
 

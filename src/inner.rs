@@ -81,7 +81,9 @@ pub(crate) struct DbInner {
     pub(crate) merge_work: Arc<WorkSignal>,
     /// Background merges switched in since the database was opened.
     pub(crate) merges: AtomicU64,
-    _lock: Box<dyn LockGuard>,
+    /// The directory lock of the writing handle; `None` for a read-only
+    /// handle, which takes none and never writes.
+    lock: Option<Box<dyn LockGuard>>,
 }
 
 impl DbInner {
@@ -94,7 +96,7 @@ impl DbInner {
         options: Options,
         kernels: &'static Kernels,
         next_segment_id: u64,
-        lock: Box<dyn LockGuard>,
+        lock: Option<Box<dyn LockGuard>>,
     ) -> DbInner {
         DbInner {
             published,
@@ -110,8 +112,13 @@ impl DbInner {
             next_segment_id: AtomicU64::new(next_segment_id),
             merge_work: Arc::default(),
             merges: AtomicU64::new(0),
-            _lock: lock,
+            lock,
         }
+    }
+
+    /// Opened by [`Database::open_read_only`](crate::Database::open_read_only).
+    pub(crate) fn read_only(&self) -> bool {
+        self.lock.is_none()
     }
 
     pub(crate) fn dim(&self) -> usize {
@@ -195,15 +202,15 @@ impl DbInner {
 
     /// Closes everything but the manifest and the directory lock, for a
     /// caller that still has to work on the manifest file alone.
-    pub(crate) fn into_manifest(self) -> (Manifest, Box<dyn LockGuard>) {
+    pub(crate) fn into_manifest(self) -> (Manifest, Option<Box<dyn LockGuard>>) {
         let DbInner {
             published,
             manifest,
-            _lock,
+            lock,
             ..
         } = self;
         drop(published);
-        (manifest, _lock)
+        (manifest, lock)
     }
 
     /// Tells the merger to look (publishing already reclaimed what readers

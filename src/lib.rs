@@ -5,7 +5,8 @@
 //! distance kernels; ids, tombstones, payloads and the manifest of live
 //! segments live in a [redb](https://docs.rs/redb) file. One writer commits
 //! atomically and durably; any number of threads search lock-free on immutable
-//! snapshots.
+//! snapshots, and any number of other processes read the directory through
+//! [`Database::open_read_only`] handles, which never write to it.
 //!
 //! ```
 //! use quiver::{Database, Metric, Options};

@@ -236,21 +236,169 @@ pub struct Update<'a> {
 /// The redb database of a Quiver directory.
 #[derive(Debug)]
 pub struct Manifest {
-    db: redb::Database,
+    db: Redb,
     file: Arc<dyn VfsFile>,
     path: PathBuf,
 }
 
+/// redb's handle on the manifest: read-write for the writer, read-only for
+/// the handles that only read. Reads go through either; a read-only handle
+/// refuses every write with an error (Quiver never asks it for one).
+enum Redb {
+    Writer(redb::Database),
+    ReadOnly {
+        db: redb::ReadOnlyDatabase,
+        /// The file, for the integrity check on a copy of it.
+        file: Arc<dyn VfsFile>,
+    },
+}
+
+/// Tries at copying a manifest that a writer keeps changing.
+const COPY_TRIES: usize = 8;
+/// Bytes at the start of a redb file that every commit rewrites (its header).
+const REDB_HEADER: usize = 512;
+
+impl std::fmt::Debug for Redb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Redb::Writer(_) => "Redb::Writer",
+            Redb::ReadOnly { .. } => "Redb::ReadOnly",
+        })
+    }
+}
+
+fn read_only_refusal() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ReadOnlyFilesystem,
+        "the manifest is open read-only: open the database with Database::open to change it",
+    )
+}
+
+impl Redb {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Redb::Writer(db) => db.begin_read(),
+            Redb::ReadOnly { db, .. } => db.begin_read(),
+        }
+    }
+
+    fn begin_write(&self) -> std::result::Result<redb::WriteTransaction, redb::Error> {
+        match self {
+            Redb::Writer(db) => Ok(db.begin_write()?),
+            Redb::ReadOnly { .. } => Err(redb::Error::Io(read_only_refusal())),
+        }
+    }
+
+    fn compact(&mut self) -> std::result::Result<bool, redb::CompactionError> {
+        match self {
+            Redb::Writer(db) => db.compact(),
+            Redb::ReadOnly { .. } => Err(redb::CompactionError::Storage(redb::StorageError::Io(
+                read_only_refusal(),
+            ))),
+        }
+    }
+
+    /// redb's integrity check. It repairs what it finds, and so writes: a
+    /// read-only handle runs it on a copy of the file in memory instead.
+    fn check_integrity(&mut self) -> std::result::Result<bool, redb::DatabaseError> {
+        match self {
+            Redb::Writer(db) => db.check_integrity(),
+            Redb::ReadOnly { file, .. } => {
+                let copy = copy_to_memory(&**file)?;
+                redb::Builder::new()
+                    .create_with_backend(copy)?
+                    .check_integrity()
+            }
+        }
+    }
+}
+
+/// A copy of `file` in memory, taken whole between two commits of a writer
+/// in another process: a commit rewrites the header (and may shrink the
+/// file), so a copy whose header changed while it was taken, or that ran
+/// past a shrunk end, is taken again.
+fn copy_to_memory(
+    file: &dyn VfsFile,
+) -> std::result::Result<redb::backends::InMemoryBackend, redb::StorageError> {
+    use redb::StorageBackend;
+    let header = |buf: &mut [u8; REDB_HEADER]| file.read_at(0, buf);
+    for _ in 0..COPY_TRIES {
+        let (mut before, mut after) = ([0u8; REDB_HEADER], [0u8; REDB_HEADER]);
+        header(&mut before)?;
+        let len = file.len()?;
+        let copy = redb::backends::InMemoryBackend::new();
+        copy.set_len(len)?;
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut offset = 0u64;
+        let mut whole = true;
+        while offset < len {
+            let n = (len - offset).min(chunk.len() as u64) as usize;
+            if file.read_at(offset, &mut chunk[..n]).is_err() {
+                whole = false;
+                break;
+            }
+            copy.write(offset, &chunk[..n])?;
+            offset += n as u64;
+        }
+        header(&mut after)?;
+        if whole && before == after {
+            return Ok(copy);
+        }
+    }
+    Err(redb::StorageError::Io(std::io::Error::other(
+        "a writer changed the manifest during every copy taken to check it: retry when it is idle",
+    )))
+}
+
 impl Manifest {
-    /// Opens (or creates, if `create`) the manifest file at `path` through `vfs`.
+    /// Opens (or creates, if `create`) the manifest file at `path` through
+    /// `vfs`, for the one writer. Where the file has byte-range locks, other
+    /// processes may open it read-only meanwhile (redb's `SingleWriter`).
     pub fn open(vfs: &dyn Vfs, path: &Path, create: bool) -> Result<Manifest> {
         guarded(path, || {
             let file = vfs.open(path, create).map_err(|e| Error::io(path, e))?;
+            let backend = RedbFile(file.clone());
             let db = redb::Builder::new()
-                .create_with_backend(RedbFile(file.clone()))
+                .set_concurrency_mode(backend.concurrency_mode())
+                .create_with_backend(backend)
                 .map_err(|e| Error::redb(path, e))?;
             Ok(Manifest {
-                db,
+                db: Redb::Writer(db),
+                file,
+                path: path.to_path_buf(),
+            })
+        })
+    }
+
+    /// Opens the existing manifest at `path` read-only: nothing is written
+    /// to the file, not even the mark of an open, and a writer in another
+    /// process may commit meanwhile; every read transaction sees the latest
+    /// commit as it begins.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`] if the file was not closed cleanly and no writer
+    /// has it open (only a writer repairs it); as [`Manifest::open`].
+    pub fn open_read_only(vfs: &dyn Vfs, path: &Path) -> Result<Manifest> {
+        guarded(path, || {
+            let file = vfs.open_read(path).map_err(|e| Error::io(path, e))?;
+            let backend = RedbFile(file.clone());
+            let db = redb::Builder::new()
+                .set_concurrency_mode(backend.concurrency_mode())
+                .open_read_only_with_backend(backend)
+                .map_err(|e| match e {
+                    redb::DatabaseError::RepairAborted => Error::ReadOnly {
+                        path: path.to_path_buf(),
+                        why: "its manifest was not closed cleanly and only a writer repairs it: \
+                              open the database for writing once (or retry once the writer \
+                              that is opening it has finished)",
+                    },
+                    e => Error::redb(path, e),
+                })?;
+            Ok(Manifest {
+                db: Redb::ReadOnly {
+                    db,
+                    file: file.clone(),
+                },
                 file,
                 path: path.to_path_buf(),
             })
@@ -372,11 +520,14 @@ impl Manifest {
         })
     }
 
-    /// Reads everything `open` needs, after upgrading a version-1 manifest.
-    pub fn load(&self, dim: usize) -> Result<Loaded> {
+    /// Whether the manifest is of version 1, which [`Manifest::upgrade`]
+    /// rewrites before anything else reads it.
+    pub fn needs_upgrade(&self) -> Result<bool> {
         guarded(&self.path, || {
-            self.upgrade()?;
-            self.reader()?.load(dim)
+            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let version =
+                read_config(&tx, &self.path)?.and_then(|c| c.get("format_version").copied());
+            Ok(version == Some(1))
         })
     }
 
@@ -388,11 +539,7 @@ impl Manifest {
     /// what redb's page checksums can.
     pub fn upgrade(&self) -> Result<()> {
         guarded(&self.path, || {
-            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-            let version =
-                read_config(&tx, &self.path)?.and_then(|c| c.get("format_version").copied());
-            drop(tx);
-            if version != Some(1) {
+            if !self.needs_upgrade()? {
                 return Ok(());
             }
             let e = |err: redb::StorageError| self.err(err);
@@ -657,8 +804,11 @@ impl Reader {
         Ok(all)
     }
 
-    /// The counters, checked.
-    fn state(&self) -> Result<State> {
+    /// The counters of the commit this transaction reads, checked. Every
+    /// commit changes them (a data commit the generation, a merge or a
+    /// compaction the next segment id), except one that only records a
+    /// calibration.
+    pub fn state(&self) -> Result<State> {
         guarded(&self.path, || {
             let table = self.tx.open_table(STATE).map_err(|e| self.err(e))?;
             let entries = read_counters(&table).map_err(|e| self.err(e))?;
@@ -677,8 +827,10 @@ impl Reader {
         })
     }
 
-    /// Everything `open` needs; the first damaged entry is the error.
-    fn load(&self, dim: usize) -> Result<Loaded> {
+    /// Everything `open` needs, from this one transaction (so that the
+    /// state and a snapshot's later lookups agree, even while a writer in
+    /// another process commits); the first damaged entry is the error.
+    pub fn load(&self, dim: usize) -> Result<Loaded> {
         let path = &self.path;
         Ok(Loaded {
             state: self.state()?,

@@ -8,7 +8,9 @@
 //! holds it; [`Published::reclaim`], called by the writer and the merger,
 //! then drops it. So the last reference to an old state, and with it the
 //! last reference to a retired segment (whose drop unmaps and unlinks its
-//! files) and to a redb read transaction, is never dropped by a reader.
+//! files) and to a redb read transaction, is never dropped by a reader. A
+//! read-only handle retires no segment, so what its reclaim drops only
+//! unmaps: files on disk are the writer's to remove.
 
 use crate::state::SnapshotState;
 use crossbeam_epoch::{self as epoch, Atomic, Owned};

@@ -11,7 +11,7 @@
 
 use crate::db::{Database, Stats};
 use crate::error::{Error, Result};
-use crate::format::{LOCK_FILE, MANIFEST_FILE};
+use crate::format::MANIFEST_FILE;
 use crate::fs::{FileKind, RealFs, Vfs};
 use crate::manifest::Manifest;
 use crate::segment::Segment;
@@ -31,17 +31,18 @@ pub struct VerifyReport {
 }
 
 /// Checks every file of the database in `dir` and reports every problem
-/// found, as `quiver verify` does. Holds the directory lock while it reads
-/// the files, and upgrades a version-1 manifest as every open does, but only
-/// once redb's page checksums have passed; if the files pass, opens the
-/// database as [`Database::open_existing`] does and checks its ids against
-/// its files.
+/// found, as `quiver verify` does. It writes nothing and takes no lock, as a
+/// [read-only handle](Database::open_read_only) does, so it runs on
+/// read-only media and beside a writer in another process: a check that
+/// finds damage while that writer committed (and perhaps removed a file the
+/// check had listed) starts over from the newer commit. If the files pass,
+/// it opens the database read-only and checks its ids against its files.
 ///
 /// # Errors
 /// Only when the check cannot start: [`Error::NotADatabase`] if `dir` holds
-/// no manifest, [`Error::WriterBusy`] if another handle has it open,
-/// [`Error::Io`] listing or locking it. Damage is never an `Err`: it is in
-/// [`VerifyReport::problems`].
+/// no manifest, [`Error::ReadOnly`] for a manifest of format version 1
+/// (which a writer's open upgrades first), [`Error::Io`] listing it. Damage
+/// is never an `Err`: it is in [`VerifyReport::problems`].
 pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     let dir = dir.as_ref();
     let vfs = RealFs;
@@ -61,23 +62,33 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     {
         return Err(not_a_database("it holds no quiver.redb manifest"));
     }
-    let lock_path = dir.join(LOCK_FILE);
-    let lock = vfs
-        .try_lock(&lock_path)
-        .map_err(|e| Error::io(&lock_path, e))?
-        .ok_or_else(|| Error::WriterBusy {
-            path: dir.to_path_buf(),
-            why: "another process (or another handle in this one) has it open; close that first",
-        })?;
-    let problems = check_files(&vfs, dir)?;
-    drop(lock);
+    let mut manifest = match Manifest::open_read_only(&vfs, &dir.join(MANIFEST_FILE)) {
+        Ok(m) => m,
+        Err(e @ Error::ReadOnly { .. }) => return Err(e),
+        Err(e) => {
+            return Ok(VerifyReport {
+                problems: vec![e],
+                stats: None,
+            })
+        }
+    };
+    let commit = |m: &Manifest| m.reader().and_then(|r| r.state()).ok();
+    let mut tries = 1;
+    let problems = loop {
+        let before = commit(&manifest);
+        let problems = check_files(&vfs, dir, &mut manifest)?;
+        if problems.is_empty() || tries == VERIFY_TRIES || commit(&manifest) == before {
+            break problems;
+        }
+        tries += 1;
+    };
     if !problems.is_empty() {
         return Ok(VerifyReport {
             problems,
             stats: None,
         });
     }
-    let db = match Database::open_existing(dir) {
+    let db = match Database::open_read_only(dir) {
         Ok(db) => db,
         Err(e @ (Error::Corrupted { .. } | Error::UnsupportedVersion { .. })) => {
             return Ok(VerifyReport {
@@ -96,23 +107,24 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport> {
     })
 }
 
+/// Checks started over when a writer committed meanwhile.
+const VERIFY_TRIES: usize = 16;
+
 /// The manifest's and the segment files' own checks, each going on after
 /// damage as far as it can.
-fn check_files(vfs: &RealFs, dir: &Path) -> Result<Vec<Error>> {
-    let mut manifest = match Manifest::open(vfs, &dir.join(MANIFEST_FILE), false) {
-        Ok(m) => m,
-        Err(e) => return Ok(vec![e]),
-    };
+fn check_files(vfs: &RealFs, dir: &Path, manifest: &mut Manifest) -> Result<Vec<Error>> {
     let mut problems = Vec::new();
-    // Version 1 checksummed nothing: upgrade it only if redb's own page
-    // checksums pass, so that no damage is sealed in.
-    match manifest.check_integrity() {
-        Ok(()) => {
-            if let Err(e) = manifest.upgrade() {
-                return Ok(vec![e]);
-            }
-        }
-        Err(e) => problems.push(e),
+    if let Err(e) = manifest.check_integrity() {
+        problems.push(e);
+    }
+    // Version 1 checksummed none of its entries, and its tables have other
+    // types: a writer's open upgrades it before anything reads them.
+    if manifest.needs_upgrade().unwrap_or(false) {
+        return Err(Error::ReadOnly {
+            path: dir.join(MANIFEST_FILE),
+            why: "its manifest is of format version 1, which a writer upgrades at open: \
+                  open the database for writing once, then verify it",
+        });
     }
     let config = match manifest.config() {
         Ok(Some(config)) => config,

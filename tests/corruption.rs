@@ -554,7 +554,9 @@ impl Fixture {
             )?;
         }
         for (id, want) in &a.gets {
-            compare(format!("get({id})"), db.get(*id).map(|r| r == *want))?;
+            let got = db.get(*id);
+            let call = format!("get({id}) (got {:?}, want {want:?})", got.as_ref().map(|r| r.as_ref().map(|r| &r.payload)));
+            compare(call, got.map(|r| r == *want))?;
         }
         Ok(match (verify_named, read_named) {
             (Some(named), _) => Outcome::Refused {
@@ -1473,15 +1475,30 @@ fn manifest_v1_directory_is_read_in_full_and_upgraded_at_open() {
 }
 
 #[test]
-fn manifest_v1_directory_is_upgraded_by_verify_and_open_existing() {
+fn manifest_v1_directory_is_verified_once_a_writer_has_upgraded_it() {
     let tmp = v1_copy();
-    let report = quiver::verify(tmp.path()).unwrap();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(report.stats.unwrap().rows, V1_LIVE);
-    assert_eq!(manifest_version(tmp.path()), 2);
+    // verify writes nothing: it says how to upgrade first.
+    let before = std::fs::read(tmp.path().join(MANIFEST)).unwrap();
+    match quiver::verify(tmp.path()) {
+        Err(Error::ReadOnly { why, .. }) => {
+            assert!(why.contains("open the database for writing once"), "{why}")
+        }
+        other => panic!("verify of a version-1 manifest: {other:?}"),
+    }
+    assert!(matches!(
+        Database::open_read_only(tmp.path()),
+        Err(Error::ReadOnly { .. })
+    ));
+    assert_eq!(std::fs::read(tmp.path().join(MANIFEST)).unwrap(), before);
+    assert_eq!(manifest_version(tmp.path()), 1);
     let db = Database::open_existing(tmp.path()).unwrap();
     assert_eq!((db.dim(), db.metric()), (8, Metric::L2));
     assert_holds_the_v1_rows(&db);
+    drop(db);
+    assert_eq!(manifest_version(tmp.path()), 2);
+    let report = quiver::verify(tmp.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.stats.unwrap().rows, V1_LIVE);
 }
 
 /// The upgrade is one redb transaction: a power cut at any sync point of the

@@ -385,9 +385,9 @@ fn existing_database() -> MemFs {
 #[test]
 fn existing_database_on_a_read_only_file_system_is_refused_naming_the_manifest() {
     // What the code does: redb marks the manifest as in use when it opens it
-    // (it writes the file's header), so `open` fails with an I/O error that
-    // names `quiver.redb`, before it reads anything else. Quiver has no
-    // read-only mode; copy the directory to writable storage to read it.
+    // for writing (it writes the file's header), so `open` fails with an I/O
+    // error that names `quiver.redb`, before it reads anything else. To read
+    // it there, open it read-only (the next test).
     let mem = existing_database();
     let fs = ReadOnlyFs { inner: mem.clone() };
     match Database::open_with_vfs(Arc::new(fs), DIR, small_options()) {
@@ -405,6 +405,28 @@ fn existing_database_on_a_read_only_file_system_is_refused_naming_the_manifest()
         Some(&b"growing"[..])
     );
     db.verify().unwrap();
+}
+
+#[test]
+fn existing_database_on_a_read_only_file_system_opens_read_only() {
+    // Every operation that would change the file system fails with EROFS, so
+    // a read-only handle that tried one would fail.
+    let mem = existing_database();
+    let fs = ReadOnlyFs { inner: mem.clone() };
+    let db = Database::open_read_only_with_vfs(Arc::new(fs), DIR).unwrap();
+    assert_eq!(db.len(), 4);
+    assert_eq!(db.search(&[10.0, 1.0], 1).unwrap()[0].id, 10);
+    assert_eq!(
+        db.get(10).unwrap().unwrap().payload.as_deref(),
+        Some(&b"growing"[..])
+    );
+    db.verify().unwrap();
+    assert_eq!(db.refresh().unwrap(), 2);
+    // It holds no lock: a writer could take the directory meanwhile.
+    assert!(mem
+        .try_lock(&Path::new(DIR).join("LOCK"))
+        .unwrap()
+        .is_some());
 }
 
 #[test]

@@ -135,6 +135,12 @@ pub fn open(dir: &Path) -> Result<Database, Box<dyn std::error::Error>> {
     Database::open_existing(dir).map_err(|e| with_advice(dir, e))
 }
 
+/// Opens an existing database read-only, for the commands that only read:
+/// they write nothing, and run beside a process that writes.
+fn open_read_only(dir: &Path) -> Result<Database, Box<dyn std::error::Error>> {
+    Database::open_read_only(dir).map_err(|e| with_advice(dir, e))
+}
+
 /// `e` from opening `dir`, with what to do next when `dir` is no database:
 /// to create one only where `quiver create` works.
 pub fn with_advice(dir: &Path, e: Error) -> Box<dyn std::error::Error> {
@@ -414,7 +420,7 @@ pub fn search(args: &SearchArgs) -> CliResult {
         ..SearchParams::new(args.k)
     };
     params.validate()?;
-    let db = open(&args.dir)?;
+    let db = open_read_only(&args.dir)?;
     let queries = match (&args.vector, &args.query) {
         (Some(v), _) if v.len() != db.dim() => {
             return Err(format!(
@@ -465,7 +471,7 @@ fn payload_text(p: &[u8]) -> String {
 
 /// `quiver get`.
 pub fn get(args: &GetArgs) -> CliResult {
-    let db = open(&args.dir)?;
+    let db = open_read_only(&args.dir)?;
     let record = db.get(args.id)?.ok_or_else(|| {
         let message = format!("id {} is not in {}", args.id, args.dir.display());
         Failure::new(Exit::NotFound, message)
@@ -517,7 +523,7 @@ pub fn delete(args: &DeleteArgs) -> CliResult {
 
 /// `quiver stats`.
 pub fn stats(args: &StatsArgs) -> CliResult {
-    let db = open(&args.dir)?;
+    let db = open_read_only(&args.dir)?;
     let s = db.stats()?;
     let snapshot = db.snapshot();
     let options = snapshot.options();
