@@ -203,7 +203,13 @@ pub(crate) fn planned_report(
     stats: &Stats,
     options: &CompactOptions,
 ) -> CompactReport {
-    let force = options.m.is_some() || options.ef_construction.is_some();
+    let rebuild_all = options.m.is_some() || options.ef_construction.is_some();
+    let damaged_graph: HashSet<u64> = base
+        .segments
+        .iter()
+        .filter(|s| !s.segment.graph_sound())
+        .map(|s| s.segment.id())
+        .collect();
     let segments: Vec<(u64, usize, usize)> = base
         .segments
         .iter()
@@ -213,7 +219,7 @@ pub(crate) fn planned_report(
         &segments,
         base.growing.live,
         options.target_segment_rows,
-        force,
+        |id| rebuild_all || damaged_graph.contains(&id),
     );
     let replaced: HashSet<u64> = planned.iter().flat_map(|p| p.from.clone()).collect();
     CompactReport {
@@ -232,12 +238,13 @@ pub(crate) fn planned_report(
 /// Groups the sealed segments (id, rows, live) and the growing rows into the
 /// segments to write. Segments are packed in id order (oldest first); a
 /// segment that would be copied alone and unchanged is left as it is, unless
-/// `force`. Segments with no live row are dropped without a replacement.
+/// `rewrite` says so (new graph parameters, a damaged graph). Segments with
+/// no live row are dropped without a replacement.
 fn plan(
     segments: &[(u64, usize, usize)],
     growing: usize,
     target: usize,
-    force: bool,
+    rewrite: impl Fn(u64) -> bool,
 ) -> Vec<PlannedSegment> {
     let mut groups: Vec<PlannedSegment> = Vec::new();
     let mut open = PlannedSegment {
@@ -247,7 +254,8 @@ fn plan(
         dropped: 0,
     };
     let mut push = |open: &mut PlannedSegment| {
-        let untouched = !force && open.from.len() == 1 && !open.growing && open.dropped == 0;
+        let untouched =
+            open.from.len() == 1 && !rewrite(open.from[0]) && !open.growing && open.dropped == 0;
         if !untouched && (!open.from.is_empty() || open.growing) {
             groups.push(open.clone());
         }
@@ -381,7 +389,7 @@ impl Writer {
         // file is written.
         for view in &base.segments {
             if planned.iter().any(|p| p.from.contains(&view.segment.id())) {
-                view.segment.verify()?;
+                view.segment.verify_rows()?;
             }
         }
         let total: usize = planned.iter().map(|p| p.rows).sum();
@@ -447,7 +455,7 @@ mod tests {
     #[test]
     fn small_segments_and_growing_rows_pack_up_to_the_target() {
         let segs = [(1, 100, 90), (2, 100, 100), (3, 50, 50)];
-        let p = plan(&segs, 20, 1000, false);
+        let p = plan(&segs, 20, 1000, |_| false);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].from, vec![1, 2, 3]);
         assert!(p[0].growing);
@@ -457,30 +465,34 @@ mod tests {
     #[test]
     fn a_clean_segment_alone_in_its_group_is_left_as_it_is() {
         let segs = [(1, 1000, 1000), (2, 10, 10), (3, 10, 5)];
-        let p = plan(&segs, 0, 1000, false);
+        let p = plan(&segs, 0, 1000, |_| false);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].from, vec![2, 3]);
         // Forced (new graph parameters): everything is rewritten.
-        assert_eq!(plan(&segs, 0, 1000, true).len(), 2);
+        assert_eq!(plan(&segs, 0, 1000, |_| true).len(), 2);
     }
 
     #[test]
     fn a_segment_with_deletes_is_cleaned_even_when_alone() {
-        let p = plan(&[(1, 100, 60)], 0, 50, false);
+        let p = plan(&[(1, 100, 60)], 0, 50, |_| false);
         assert_eq!(p.len(), 1);
         assert_eq!((p[0].rows, p[0].dropped), (60, 40));
     }
 
     #[test]
     fn fully_deleted_segments_are_dropped_without_a_replacement() {
-        let p = plan(&[(1, 100, 0)], 0, 1000, false);
+        let p = plan(&[(1, 100, 0)], 0, 1000, |_| false);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].rows, 0);
     }
 
     #[test]
     fn nothing_to_do_plans_nothing() {
-        assert!(plan(&[(1, 100, 100)], 0, 1000, false).is_empty());
-        assert!(plan(&[], 0, 1000, false).is_empty());
+        assert!(plan(&[(1, 100, 100)], 0, 1000, |_| false).is_empty());
+        // A segment to rewrite (a damaged graph) is rewritten even alone.
+        let p = plan(&[(1, 100, 100), (2, 100, 100)], 0, 100, |id| id == 2);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].from, vec![2]);
+        assert!(plan(&[], 0, 1000, |_| false).is_empty());
     }
 }

@@ -131,6 +131,13 @@ impl GrowingView {
         block.vectors.get(i * self.dim..(i + 1) * self.dim)
     }
 
+    /// The id of growing row `row`, if this view holds it live.
+    pub(crate) fn live_id(&self, row: u64) -> Option<u64> {
+        let node = self.node_of(row).filter(|&n| !self.dead.contains(n))?;
+        let (block, i) = self.at(node);
+        Some(block.ids[i])
+    }
+
     /// Every node as (row, id, vector, live), in append order.
     pub(crate) fn nodes(&self) -> impl Iterator<Item = (u64, u64, &[f32], bool)> {
         (0..self.len).map(move |n| {

@@ -107,7 +107,7 @@ fn rows_of<'a>(
 pub(crate) fn live_rows<'a>(views: &[&'a SealedView]) -> Result<Vec<(u64, &'a [f32])>> {
     let mut rows = Vec::new();
     for view in views {
-        view.segment.verify()?;
+        view.segment.verify_rows()?;
         rows.extend(rows_of(view, false).map(|(_, id, v)| (id, v)));
     }
     Ok(rows)
@@ -137,14 +137,16 @@ pub(crate) fn merge_rows<'a>(
     cancel: &AtomicBool,
 ) -> Result<Option<Merged<'a>>> {
     for v in views {
-        v.segment.verify()?;
+        v.segment.verify_rows()?;
     }
     let largest = views
         .iter()
         .enumerate()
         .max_by_key(|(_, v)| (v.segment.rows(), std::cmp::Reverse(v.segment.id())))
         .map(|(i, _)| i);
-    let reuse = largest.filter(|&i| views.len() > 1 && views[i].dead_share() <= VACUUM_SHARE);
+    let reuse = largest.filter(|&i| {
+        views.len() > 1 && views[i].dead_share() <= VACUUM_SHARE && views[i].segment.graph_sound()
+    });
     // The reused graph's rows first, every one in its order; then the
     // others' live rows.
     let order = reuse

@@ -161,7 +161,7 @@ pub(crate) fn search_exact(state: &SnapshotState, query: &[f32], k: usize) -> Re
     check_search(k, None, None)?;
     let q = prepare_vector(query, state.dim, state.metric, state.scorer.kernels)?;
     for s in &state.segments {
-        s.segment.verify()?;
+        s.segment.verify_rows()?;
     }
     let total = state.len();
     let top = if total < PARALLEL_SCAN_ROWS {

@@ -30,12 +30,16 @@ pub struct Segment {
     header: ColumnHeader,
     map: Arc<dyn Mapping>,
     links_path: PathBuf,
-    links: Arc<dyn Mapping>,
-    /// The links header, decoded once at open.
-    links_layout: LinksLayout,
+    /// The links file and its header, decoded once at open; or what was
+    /// wrong with it. A damaged graph does not make the rows unreadable: `get`
+    /// and exact search still read them, and compaction or a merge builds
+    /// the graph again from them.
+    links: std::result::Result<(Arc<dyn Mapping>, LinksLayout), String>,
     /// The damaged regions (file and what failed) once the data checksums
     /// and links were checked; empty if all matched.
     verified: OnceLock<Vec<(PathBuf, String)>>,
+    /// (id, row) of every row, sorted: built on the first lookup by id.
+    by_id: OnceLock<Vec<(u64, u32)>>,
     /// Set when a commit removed the segment from the manifest: the file goes
     /// when the last snapshot holding the segment lets go of it.
     retired: AtomicBool,
@@ -57,16 +61,20 @@ impl Segment {
         let path = dir.join(format::column_file_name(id));
         let (header, map) = open_column(&*vfs, &path, id, meta, dim, metric)?;
         let links_path = dir.join(format::links_file_name(id));
-        let (links, links_layout) = open_links(&*vfs, &links_path, meta)?;
+        let links = match open_links(&*vfs, &links_path, meta) {
+            Ok(links) => Ok(links),
+            Err(Error::Corrupted { what, .. }) => Err(what),
+            Err(e) => return Err(e),
+        };
         Ok(Segment {
             id,
             path,
             header,
             map,
             links_path,
-            links_layout,
             links,
             verified: OnceLock::new(),
+            by_id: OnceLock::new(),
             retired: AtomicBool::new(false),
             vfs,
         })
@@ -89,7 +97,17 @@ impl Segment {
         let column = open_column(vfs, &path, id, meta, dim, metric)
             .map(|(header, map)| column_damage(&path, &header, map.bytes()));
         let links = open_links(vfs, &links_path, meta)
-            .map(|(map, _)| links_damage(&links_path, map.bytes()).into_iter().collect());
+            .map(|(map, _)| links_damage(&links_path, map.bytes()).into_iter().collect())
+            .map(|damage: Vec<_>| {
+                damage
+                    .into_iter()
+                    .map(|(file, what)| (file, graph_damage(&what)))
+                    .collect()
+            })
+            .map_err(|e| match e {
+                Error::Corrupted { file, what } => Error::corrupted(file, graph_damage(&what)),
+                e => e,
+            });
         [column, links]
             .into_iter()
             .flat_map(|checked| match checked {
@@ -119,7 +137,9 @@ impl Segment {
 
     /// Bytes the links file takes.
     pub fn links_len(&self) -> u64 {
-        self.links.bytes().len() as u64
+        self.links
+            .as_ref()
+            .map_or(0, |(map, _)| map.bytes().len() as u64)
     }
 
     /// Checks the data checksums of both files and every link (once; later
@@ -129,6 +149,25 @@ impl Segment {
             Some((file, what)) => Err(Error::corrupted(file, what.clone())),
             None => Ok(()),
         }
+    }
+
+    /// Checks the column file's data checksums only (once, with the links,
+    /// as [`Segment::verify`]): what reading the rows and ids needs, whatever
+    /// state the graph is in.
+    pub fn verify_rows(&self) -> Result<()> {
+        match self.damage().iter().find(|(file, _)| *file == self.path) {
+            Some((file, what)) => Err(Error::corrupted(file, what.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the links file passed its checks: a graph to search and to
+    /// extend.
+    pub fn graph_sound(&self) -> bool {
+        !self
+            .damage()
+            .iter()
+            .any(|(file, _)| *file == self.links_path)
     }
 
     /// As [`Segment::verify`], but one error per damaged region: the vector
@@ -144,7 +183,11 @@ impl Segment {
     fn damage(&self) -> &[(PathBuf, String)] {
         self.verified.get_or_init(|| {
             let mut damage = column_damage(&self.path, &self.header, self.map.bytes());
-            damage.extend(links_damage(&self.links_path, self.links.bytes()));
+            let links = match &self.links {
+                Ok((map, _)) => links_damage(&self.links_path, map.bytes()),
+                Err(what) => Some((self.links_path.clone(), what.clone())),
+            };
+            damage.extend(links.map(|(file, what)| (file, graph_damage(&what))));
             damage
         })
     }
@@ -152,8 +195,12 @@ impl Segment {
     /// The segment's graph, read in place, from the header decoded at open
     /// (nothing is decoded per query). Call [`Segment::verify`] first.
     pub fn graph(&self) -> Result<GraphView<'_>> {
-        GraphView::reopen(self.links.bytes(), &self.links_layout)
-            .map_err(|e| links_error(&self.links_path, e))
+        match &self.links {
+            Ok((map, layout)) => {
+                GraphView::reopen(map.bytes(), layout).map_err(|e| links_error(&self.links_path, e))
+            }
+            Err(what) => Err(Error::corrupted(&self.links_path, graph_damage(what))),
+        }
     }
 
     /// The rows as the graph search reads them.
@@ -202,6 +249,27 @@ impl Segment {
         // Cannot panic: the id region starts at a multiple of 64 from a 64-byte
         // aligned mapping and holds exactly `rows` u64 (checked in `open`).
         bytemuck::cast_slice(&self.map.bytes()[ids_at..])
+    }
+
+    /// The rows whose id column holds `id`, in row order. The first call
+    /// sorts the id column once (12 bytes per row, kept with the segment).
+    /// Call [`Segment::verify`] first.
+    pub fn rows_of(&self, id: u64) -> impl Iterator<Item = usize> + '_ {
+        let by_id = self.by_id.get_or_init(|| {
+            let mut by_id: Vec<(u64, u32)> = self
+                .ids()
+                .iter()
+                .enumerate()
+                .map(|(row, &id)| (id, row as u32))
+                .collect();
+            by_id.sort_unstable();
+            by_id
+        });
+        let from = by_id.partition_point(|&(i, _)| i < id);
+        by_id[from..]
+            .iter()
+            .take_while(move |&&(i, _)| i == id)
+            .map(|&(_, row)| row as usize)
     }
 
     /// From now on, remove the file once the last holder drops this segment.
@@ -311,6 +379,15 @@ fn open_links(
     }
     let layout = view.layout();
     Ok((links, layout))
+}
+
+/// What to do about a damaged links file, appended to its errors.
+const GRAPH_ADVICE: &str = "; the vectors are intact: `get` and exact search still work, \
+     and `quiver compact` builds the graph again from them";
+
+/// What a damaged links file's error says: the damage, then what still works.
+fn graph_damage(what: &str) -> String {
+    format!("{what}{GRAPH_ADVICE}")
 }
 
 /// The regions of a column file (checked by `open_column`) whose checksums fail.

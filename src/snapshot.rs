@@ -115,7 +115,7 @@ impl Snapshot {
     /// [`Error::Corrupted`] from the manifest.
     pub fn get(&self, id: u64) -> Result<Option<Record>> {
         let s = &self.state;
-        let Some(Location { segment, row }) = s.reader.location(id)? else {
+        let Some(Location { segment, row }) = s.location(id)? else {
             return Ok(None);
         };
         let vector = if segment == GROWING_SEGMENT {
@@ -123,7 +123,7 @@ impl Snapshot {
         } else {
             match s.segment(segment) {
                 Some(view) => {
-                    view.segment.verify()?;
+                    view.segment.verify_rows()?;
                     usize::try_from(row)
                         .ok()
                         .filter(|&r| r < view.segment.rows())
@@ -149,7 +149,7 @@ impl Snapshot {
     /// # Errors
     /// As [`Snapshot::get`].
     pub fn contains(&self, id: u64) -> Result<bool> {
-        Ok(self.state.reader.location(id)?.is_some())
+        Ok(self.state.location(id)?.is_some())
     }
 
     /// Every live id, sealed segments first (in segment and row order), then

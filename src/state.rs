@@ -3,8 +3,9 @@
 
 use crate::bitset::Bitset;
 use crate::calibrate::{depth_for_share, Calibration, DEFAULT_TARGET_RECALL};
+use crate::error::{Error, Result};
 use crate::growing::GrowingView;
-use crate::manifest::{Reader, State};
+use crate::manifest::{Location, Reader, State, GROWING_SEGMENT};
 use crate::options::{Metric, Scorer, DEFAULT_EF_SEARCH};
 use crate::segment::Segment;
 use std::sync::Arc;
@@ -138,6 +139,79 @@ impl SnapshotState {
             }
         }
         kept
+    }
+
+    /// Where `id` lives in this state, or `None`: the manifest's `ids`
+    /// entry, checked against the files. A point lookup in redb cannot see
+    /// an entry whose key was damaged (it is simply not found), nor one read
+    /// from a stale page (an older, intact entry): so a location must name a
+    /// live row whose own id is `id`, and an id the manifest does not know
+    /// must be held live by no segment. Either failing is damage.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] naming the manifest when it and the files
+    /// disagree (or a segment file if its checksums fail); [`Error::Io`].
+    pub(crate) fn location(&self, id: u64) -> Result<Option<Location>> {
+        let found = self.reader.location(id)?;
+        let what = match found {
+            Some(loc) if self.holds_live(id, loc)? => return Ok(found),
+            Some(Location { segment, row }) => format!(
+                "id {id} points at segment {segment} row {row}, which this state does not hold live under that id"
+            ),
+            None => match self.live_row_of(id)? {
+                None => return Ok(None),
+                Some(Location { segment, row }) => format!(
+                    "the ids table has no entry for id {id}, which segment {segment} holds live at row {row}"
+                ),
+            },
+        };
+        Err(Error::corrupted(
+            self.reader.path(),
+            format!("{what}: run `quiver verify` and restore the database from a backup"),
+        ))
+    }
+
+    /// Whether `loc` is a live row of this state whose id is `id`.
+    fn holds_live(&self, id: u64, loc: Location) -> Result<bool> {
+        if loc.segment == GROWING_SEGMENT {
+            return Ok(self.growing.live_id(loc.row) == Some(id));
+        }
+        let Some(view) = self.segment(loc.segment) else {
+            return Ok(false);
+        };
+        let Some(row) = usize::try_from(loc.row)
+            .ok()
+            .filter(|&r| r < view.segment.rows() && !view.deleted.contains(r))
+        else {
+            return Ok(false);
+        };
+        view.segment.verify_rows()?;
+        Ok(view.segment.ids()[row] == id)
+    }
+
+    /// A live row holding `id`, found in the files rather than the manifest.
+    fn live_row_of(&self, id: u64) -> Result<Option<Location>> {
+        for view in &self.segments {
+            view.segment.verify_rows()?;
+            if let Some(row) = view
+                .segment
+                .rows_of(id)
+                .find(|&r| !view.deleted.contains(r))
+            {
+                return Ok(Some(Location {
+                    segment: view.segment.id(),
+                    row: row as u64,
+                }));
+            }
+        }
+        Ok(self
+            .growing
+            .live_rows()
+            .find(|&(_, i, _)| i == id)
+            .map(|(row, _, _)| Location {
+                segment: GROWING_SEGMENT,
+                row,
+            }))
     }
 
     /// The live sealed segment `id`.

@@ -181,7 +181,7 @@ impl Writer {
     /// # Errors
     /// [`Error::Corrupted`] or [`Error::Io`] if the manifest cannot be read.
     pub fn delete(&mut self, id: u64) -> Result<bool> {
-        let committed = self.db.published.load().reader.location(id)?.is_some();
+        let committed = self.db.published.load().location(id)?.is_some();
         Ok(self.stage_delete(id, committed))
     }
 
@@ -192,10 +192,10 @@ impl Writer {
     /// # Errors
     /// As [`delete`](Self::delete); nothing is staged on error.
     pub fn delete_batch(&mut self, ids: &[u64]) -> Result<usize> {
-        let reader = &self.db.published.load().reader;
+        let base = self.db.published.load();
         let committed = ids
             .iter()
-            .map(|&id| Ok(reader.location(id)?.is_some()))
+            .map(|&id| Ok(base.location(id)?.is_some()))
             .collect::<Result<Vec<bool>>>()?;
         Ok(ids
             .iter()
@@ -297,7 +297,7 @@ impl Writer {
         let deleted = ids.len() - upserts.len();
         let before = ids
             .iter()
-            .map(|&id| base.reader.location(id))
+            .map(|&id| base.location(id))
             .collect::<Result<Vec<_>>>()?;
         let plan = plan_commit(db, &base, &ids, &before, &upserts)?;
         let update = plan.update(&upserts);

@@ -1,7 +1,7 @@
 //! Damaged and foreign files are reported with a typed error naming the file,
 //! never served and never a panic.
 
-use quiver::{Database, Error, Metric, Options};
+use quiver::{CompactOptions, Database, Error, Metric, Options, SearchParams};
 use std::path::{Path, PathBuf};
 
 /// No background merger: each case damages one file of a fixed layout, and
@@ -205,8 +205,46 @@ fn truncated_manifest_is_refused() {
     }
 }
 
+/// A damaged graph of the database `sealed_db` wrote: the open succeeds,
+/// the graph is never searched (the error names the links file and says
+/// what still works), while `get` and exact search read the intact vectors.
+fn assert_graph_damage_is_contained(dir: &Path, links: &Path, case: &str) {
+    let db = match Database::open(dir, options()) {
+        Ok(db) => db,
+        Err(Error::UnsupportedVersion { file, .. }) => {
+            assert_eq!(file, links, "{case}");
+            return;
+        }
+        Err(e) => panic!("{case}: a damaged graph made the vectors unreadable: {e:?}"),
+    };
+    match db.search(&[0.0; 4], 3) {
+        Err(Error::Corrupted { file, what }) => {
+            assert_eq!(file, links, "{case}");
+            assert!(what.contains("quiver compact"), "{case}: {what}");
+        }
+        other => panic!("{case}: the damaged graph was searched: {other:?}"),
+    }
+    assert_corrupted_naming(db.verify(), links);
+    for id in 0..16u64 {
+        let want: Vec<f32> = (0..4).map(|d| (id * 4 + d) as f32).collect();
+        assert_eq!(
+            db.get(id).unwrap().unwrap().vector,
+            want,
+            "{case}: get({id})"
+        );
+    }
+    let exact = db
+        .search_with(&[0.0; 4], &SearchParams::new(3).exact(true))
+        .unwrap();
+    assert_eq!(
+        exact.iter().map(|h| h.id).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "{case}"
+    );
+}
+
 #[test]
-fn every_flipped_links_header_byte_is_refused_at_open() {
+fn every_flipped_links_header_byte_leaves_the_vectors_readable() {
     let tmp = tempfile::tempdir().unwrap();
     sealed_db(tmp.path());
     let links = tmp.path().join("seg-0000000000000001.hnsw");
@@ -215,12 +253,37 @@ fn every_flipped_links_header_byte_is_refused_at_open() {
         let mut bad = good.clone();
         bad[at] ^= 0x01;
         std::fs::write(&links, &bad).unwrap();
-        match Database::open(tmp.path(), options()) {
-            Err(Error::Corrupted { file, .. }) | Err(Error::UnsupportedVersion { file, .. }) => {
-                assert_eq!(file, links, "byte {at}")
-            }
-            other => panic!("flip at links header byte {at}: {other:?}"),
+        assert_graph_damage_is_contained(tmp.path(), &links, &format!("links header byte {at}"));
+    }
+}
+
+/// `compact` builds a damaged (or missing) graph again from the intact
+/// column file, after which the database verifies and searches its graph.
+#[test]
+fn compact_rebuilds_a_damaged_or_missing_graph_from_the_vectors() {
+    for missing in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        sealed_db(tmp.path());
+        let links = tmp.path().join("seg-0000000000000001.hnsw");
+        if missing {
+            std::fs::remove_file(&links).unwrap();
+        } else {
+            flip(&links, 128 + 4);
         }
+        assert_graph_damage_is_contained(tmp.path(), &links, &format!("missing {missing}"));
+        let dry = quiver::compact(tmp.path(), &CompactOptions::new().dry_run(true)).unwrap();
+        assert_eq!(
+            dry.planned.len(),
+            1,
+            "the damaged graph is planned for a rebuild"
+        );
+        let report = quiver::compact(tmp.path(), &CompactOptions::new()).unwrap();
+        assert_eq!((report.segments_after, report.rows_dropped), (1, 0));
+        let db = Database::open(tmp.path(), options().verify_on_open(true)).unwrap();
+        db.verify().unwrap();
+        assert_eq!(db.len(), 16);
+        let hits = db.search(&[0.0; 4], 3).unwrap();
+        assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), [0, 1, 2]);
     }
 }
 
@@ -241,12 +304,12 @@ fn flipped_links_byte_is_never_searched() {
 }
 
 #[test]
-fn missing_links_file_is_reported_as_corruption() {
+fn missing_links_file_leaves_the_vectors_readable() {
     let tmp = tempfile::tempdir().unwrap();
     sealed_db(tmp.path());
     let links = tmp.path().join("seg-0000000000000001.hnsw");
     std::fs::remove_file(&links).unwrap();
-    assert_corrupted_naming(Database::open(tmp.path(), options()), &links);
+    assert_graph_damage_is_contained(tmp.path(), &links, "missing links file");
 }
 
 // ---------------------------------------------------------------------------
@@ -264,7 +327,7 @@ fn missing_links_file_is_reported_as_corruption() {
 mod common;
 
 use common::{panic_message, Rng};
-use quiver::{Hit, Record, SearchParams};
+use quiver::{Hit, Record};
 use redb::ReadableTable;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -555,7 +618,10 @@ impl Fixture {
         }
         for (id, want) in &a.gets {
             let got = db.get(*id);
-            let call = format!("get({id}) (got {:?}, want {want:?})", got.as_ref().map(|r| r.as_ref().map(|r| &r.payload)));
+            let call = format!(
+                "get({id}) (got {:?}, want {want:?})",
+                got.as_ref().map(|r| r.as_ref().map(|r| &r.payload))
+            );
             compare(call, got.map(|r| r == *want))?;
         }
         Ok(match (verify_named, read_named) {
@@ -1434,11 +1500,21 @@ fn assert_holds_the_v1_rows(db: &Database) {
             .unwrap();
         assert_eq!(exact.iter().map(|h| h.id).collect::<Vec<_>>(), want);
     }
-    // The graph finds each stored vector itself, sealed and growing.
-    for id in [0, 7, 199, 1000, 1059] {
-        let v = v1_record(id).unwrap().vector;
-        assert_eq!(db.search(&v, 1).unwrap()[0].id, id, "search for {id}");
-    }
+    // The graph finds the stored vectors themselves, sealed and growing. An
+    // HNSW graph built in parallel may leave a node no other node links to,
+    // so this is a recall floor, not a promise for every row.
+    let found = rows
+        .iter()
+        .filter(|(id, v)| {
+            let top = db.search_with(v, &SearchParams::new(1).ef(64)).unwrap()[0];
+            top.id == *id || top.distance == 0.0
+        })
+        .count();
+    assert!(
+        found * 100 >= rows.len() * 98,
+        "the graph found {found} of {} stored vectors",
+        rows.len()
+    );
 }
 
 #[test]
