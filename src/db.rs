@@ -39,7 +39,13 @@ use std::time::Duration;
 /// retired ones), so the mappings never change under a reader. Another program
 /// that writes to or truncates these files while the database is open breaks
 /// that contract; the directory lock keeps other Quiver writers out, and
-/// Quiver's read-only handles in other processes only map them.
+/// Quiver's read-only handles in other processes only map them. What such a
+/// program causes is outside Quiver's control: a read past a truncated end
+/// raises `SIGBUS` (the process dies), and bytes changed under a mapping
+/// that was already checked are read as they now are, which Rust counts as
+/// undefined behaviour. Likewise a disk error while a mapped page is read
+/// in is `SIGBUS`, not an [`Error::Io`]: only reads through file calls
+/// (the manifest, the checks at open) become typed errors.
 ///
 /// ```
 /// use quiver::{Database, Metric, Options};
@@ -115,7 +121,8 @@ impl Database {
     /// merger thread until its last clone is dropped.
     ///
     /// # Errors
-    /// - [`Error::InvalidOptions`]: dimension 0 or too large.
+    /// - [`Error::OutOfRange`]: an option out of its range (see
+    ///   [`Options::validate`]).
     /// - [`Error::NotADatabase`]: `dir` is a file, or a non-empty directory without a manifest.
     /// - [`Error::OptionsMismatch`]: the stored dimension or metric differ.
     /// - [`Error::UnsupportedVersion`]: written by a newer Quiver.
@@ -320,7 +327,7 @@ impl Database {
                 why: "its manifest was never initialised (an interrupted create)",
             });
         };
-        let options = stored_options(stored).verify_on_open(verify);
+        let options = stored_options(stored, &dir.join(MANIFEST_FILE))?.verify_on_open(verify);
         if verify {
             manifest.check_integrity()?;
         }
@@ -450,7 +457,7 @@ impl Database {
                 vfs.sync_dir(&dir).map_err(io)?;
                 options
             }
-            (Some(stored), None) => stored_options(stored),
+            (Some(stored), None) => stored_options(stored, &manifest_path)?,
             (Some(StoredConfig { dim, metric, .. }), Some(options)) => {
                 if dim != options.dim {
                     return Err(Error::OptionsMismatch {
@@ -802,17 +809,26 @@ fn existing_dir(vfs: &dyn Vfs, dir: &Path) -> Result<bool> {
     }
 }
 
-/// The options a database was created with.
-fn stored_options(stored: StoredConfig) -> Options {
+/// The options a database was created with; stored values out of range are
+/// damage (a version-2 manifest's checksum makes that unlikely, a version-1
+/// one has none).
+fn stored_options(stored: StoredConfig, manifest: &Path) -> Result<Options> {
     let options = Options::new(stored.dim, stored.metric);
     let options = match stored.m {
         Some(m) => options.m(m),
         None => options,
     };
-    match stored.ef_construction {
+    let options = match stored.ef_construction {
         Some(ef) => options.ef_construction(ef),
         None => options,
-    }
+    };
+    options.validate().map_err(|e| {
+        Error::corrupted(
+            manifest,
+            format!("its stored options are out of range: {e}"),
+        )
+    })?;
+    Ok(options)
 }
 
 /// Loads started over after a writer in another process retired files.
