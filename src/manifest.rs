@@ -236,7 +236,8 @@ pub struct Update<'a> {
 /// The redb database of a Quiver directory.
 #[derive(Debug)]
 pub struct Manifest {
-    db: Redb,
+    /// Taken only by `drop`, which closes it.
+    db: Option<Redb>,
     file: Arc<dyn VfsFile>,
     path: PathBuf,
 }
@@ -350,7 +351,31 @@ fn copy_to_memory(
     )))
 }
 
+impl Drop for Manifest {
+    /// Closing a redb database commits its allocator state, and redb panics
+    /// on some damaged files while it does: that is caught here, as every
+    /// other call into redb is caught by `guarded`, so that dropping a
+    /// database over a damaged manifest never panics. The damage itself was
+    /// or will be reported by the reads and checks.
+    fn drop(&mut self) {
+        let db = self.db.take();
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db)));
+    }
+}
+
 impl Manifest {
+    fn redb(&self) -> &Redb {
+        self.db
+            .as_ref()
+            .expect("the manifest is open until dropped")
+    }
+
+    fn redb_mut(&mut self) -> &mut Redb {
+        self.db
+            .as_mut()
+            .expect("the manifest is open until dropped")
+    }
+
     /// Opens (or creates, if `create`) the manifest file at `path` through
     /// `vfs`, for the one writer. Where the file has byte-range locks, other
     /// processes may open it read-only meanwhile (redb's `SingleWriter`).
@@ -363,7 +388,7 @@ impl Manifest {
                 .create_with_backend(backend)
                 .map_err(|e| Error::redb(path, e))?;
             Ok(Manifest {
-                db: Redb::Writer(db),
+                db: Some(Redb::Writer(db)),
                 file,
                 path: path.to_path_buf(),
             })
@@ -395,10 +420,10 @@ impl Manifest {
                     e => Error::redb(path, e),
                 })?;
             Ok(Manifest {
-                db: Redb::ReadOnly {
+                db: Some(Redb::ReadOnly {
                     db,
                     file: file.clone(),
-                },
+                }),
                 file,
                 path: path.to_path_buf(),
             })
@@ -420,7 +445,7 @@ impl Manifest {
     /// either way damage is reported.
     pub fn check_integrity(&mut self) -> Result<()> {
         let path = self.path.clone();
-        guarded(&path, || match self.db.check_integrity() {
+        guarded(&path, || match self.redb_mut().check_integrity() {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::corrupted(
                 &self.path,
@@ -439,7 +464,7 @@ impl Manifest {
     /// Returns `false`, changing nothing, while a read transaction is open.
     pub fn compact_file(&mut self) -> Result<bool> {
         let path = self.path.clone();
-        guarded(&path, || match self.db.compact() {
+        guarded(&path, || match self.redb_mut().compact() {
             Ok(_) => Ok(true),
             Err(redb::CompactionError::TransactionInProgress) => Ok(false),
             Err(redb::CompactionError::Storage(e)) => Err(self.err(e)),
@@ -454,7 +479,7 @@ impl Manifest {
     /// The stored options, or `None` for a manifest that was never initialised.
     pub fn config(&self) -> Result<Option<StoredConfig>> {
         guarded(&self.path, || {
-            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let tx = self.redb().begin_read().map_err(|e| self.err(e))?;
             let Some(entries) = read_config(&tx, &self.path)? else {
                 return Ok(None);
             };
@@ -488,7 +513,7 @@ impl Manifest {
     /// Writes the config and empty tables of a new database.
     pub fn initialise(&self, options: &Options) -> Result<()> {
         guarded(&self.path, || {
-            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            let tx = self.redb().begin_write().map_err(|e| self.err(e))?;
             {
                 let config: BTreeMap<String, u64> = [
                     ("format_version", MANIFEST_VERSION),
@@ -524,7 +549,7 @@ impl Manifest {
     /// rewrites before anything else reads it.
     pub fn needs_upgrade(&self) -> Result<bool> {
         guarded(&self.path, || {
-            let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+            let tx = self.redb().begin_read().map_err(|e| self.err(e))?;
             let version =
                 read_config(&tx, &self.path)?.and_then(|c| c.get("format_version").copied());
             Ok(version == Some(1))
@@ -543,7 +568,7 @@ impl Manifest {
                 return Ok(());
             }
             let e = |err: redb::StorageError| self.err(err);
-            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            let tx = self.redb().begin_write().map_err(|e| self.err(e))?;
             {
                 let mut config = tx.open_table(CONFIG).map_err(|e| self.err(e))?;
                 let mut entries = read_counters(&config).map_err(e)?;
@@ -620,7 +645,7 @@ impl Manifest {
     pub fn reader(&self) -> Result<Reader> {
         guarded(&self.path, || {
             Ok(Reader {
-                tx: self.db.begin_read().map_err(|e| self.err(e))?,
+                tx: self.redb().begin_read().map_err(|e| self.err(e))?,
                 path: self.path.clone(),
             })
         })
@@ -633,7 +658,7 @@ impl Manifest {
         F: FnOnce(&[Option<Location>]) -> Result<Update<'a>>,
     {
         guarded(&self.path, || {
-            let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+            let tx = self.redb().begin_write().map_err(|e| self.err(e))?;
             let before = {
                 let table = tx.open_table(IDS).map_err(|e| self.err(e))?;
                 ids.iter()
