@@ -11,7 +11,6 @@ use crate::kernels::{self, Kernels};
 use crate::manifest::{Manifest, Reader, StoredConfig};
 use crate::merger::Merger;
 use crate::options::{Metric, Options, Scorer};
-use crate::publish::Published;
 use crate::search::SearchParams;
 use crate::segment::Segment;
 use crate::snapshot::{Record, Snapshot};
@@ -340,16 +339,8 @@ impl Database {
         }
         let kernels = kernels::select();
         let state = load_latest(&vfs, &dir, &manifest, &options, kernels, &[])?;
-        let next_segment_id = state.state.next_segment_id;
         let inner = Arc::new(DbInner::new(
-            Published::new(Arc::new(state)),
-            manifest,
-            dir,
-            vfs,
-            options,
-            kernels,
-            next_segment_id,
-            None,
+            state, manifest, dir, vfs, options, kernels, None,
         ));
         Ok(Database {
             inner,
@@ -484,15 +475,13 @@ impl Database {
         let kernels = kernels::select();
         let state = load_latest(&vfs, &dir, &manifest, &options, kernels, &[])?;
         sweep_orphans(&*vfs, &dir, &state, &names)?;
-        let next_segment_id = state.state.next_segment_id;
         let inner = Arc::new(DbInner::new(
-            Published::new(Arc::new(state)),
+            state,
             manifest,
             dir,
             vfs,
             options,
             kernels,
-            next_segment_id,
             Some(lock),
         ));
         let merger = Arc::new(Merger::start(inner.clone())?);

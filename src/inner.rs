@@ -11,6 +11,7 @@ use crate::options::{Metric, Options, Scorer};
 use crate::publish::Published;
 use crate::query_stats::QueryStats;
 use crate::segment::{self, Segment};
+use crate::state::SnapshotState;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -87,19 +88,20 @@ pub(crate) struct DbInner {
 }
 
 impl DbInner {
-    #[allow(clippy::too_many_arguments)]
+    /// The shared state of a database just opened at `state`; `lock` is the
+    /// directory lock a writable handle holds (`None` when read-only).
     pub(crate) fn new(
-        published: Published,
+        state: SnapshotState,
         manifest: Manifest,
         dir: PathBuf,
         vfs: Arc<dyn Vfs>,
         options: Options,
         kernels: &'static Kernels,
-        next_segment_id: u64,
         lock: Option<Box<dyn LockGuard>>,
     ) -> DbInner {
+        let next_segment_id = state.state.next_segment_id;
         DbInner {
-            published,
+            published: Published::new(Arc::new(state)),
             manifest,
             dir,
             vfs,
