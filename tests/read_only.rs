@@ -354,15 +354,33 @@ fn read_only_database(tmp: &Path) -> (PathBuf, Listing) {
 /// Runs `command` as a user for whom the directory of
 /// [`read_only_database`] is read-only: this one, or, since permission bits
 /// do not stop root, `nobody`, for whom it also belongs to another user.
-fn as_another_user(mut command: Command) -> std::process::Output {
+/// `nobody` may not reach the program where it was built (a checkout in a
+/// private directory), so it runs a copy placed in `tmp`, which
+/// [`read_only_database`] opened to everyone.
+fn as_another_user(command: Command, tmp: &Path) -> std::process::Output {
     // SAFETY: geteuid has no preconditions and cannot fail.
     #[allow(unsafe_code)]
     let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        std::os::unix::process::CommandExt::uid(&mut command, 65534);
-        std::os::unix::process::CommandExt::gid(&mut command, 65534);
+    if !root {
+        let mut command = command;
+        return command.output().unwrap();
     }
-    command.output().unwrap()
+    let program = Path::new(command.get_program());
+    let copy = tmp.join(program.file_name().unwrap());
+    if !copy.exists() {
+        std::fs::copy(program, &copy).unwrap();
+    }
+    let mut other = Command::new(&copy);
+    other.args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => other.env(key, value),
+            None => other.env_remove(key),
+        };
+    }
+    std::os::unix::process::CommandExt::uid(&mut other, 65534);
+    std::os::unix::process::CommandExt::gid(&mut other, 65534);
+    other.output().unwrap()
 }
 
 /// Gives the directory back its write bits (so that it can be removed), and
@@ -389,7 +407,7 @@ fn read_only_open_works_in_a_directory_of_another_user_without_write_permission(
             "--test-threads=1",
         ])
         .env(OTHER_USER_ENV, &dir);
-    let out = as_another_user(child);
+    let out = as_another_user(child, tmp.path());
     let outcome = String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.split_once("outcome: ").map(|(_, o)| o.trim().to_owned()));
@@ -409,7 +427,7 @@ fn quiver_read_only_commands_work_in_a_directory_of_another_user_and_change_noth
     let quiver = |args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_quiver"));
         command.args(args.iter().map(|a| a.replace("DIR", dir.to_str().unwrap())));
-        as_another_user(command)
+        as_another_user(command, tmp.path())
     };
     for args in [
         &["search", "DIR", "--vector", "5.2,1,0,0", "-k", "3"][..],
