@@ -31,6 +31,29 @@ struct Block {
     ids: Vec<u64>,
     /// Growing row number of each row (the manifest's key), ascending.
     rows: Vec<u64>,
+    /// (user id, index in this block) of each row, sorted: finds an id's
+    /// rows without a scan.
+    by_id: Vec<(u64, u16)>,
+}
+
+impl Block {
+    fn push(&mut self, row: u64, id: u64, vector: &[f32]) {
+        let i = u16::try_from(self.ids.len()).expect("a block holds at most BLOCK_ROWS rows");
+        let at = self.by_id.partition_point(|&e| e < (id, i));
+        self.by_id.insert(at, (id, i));
+        self.vectors.extend_from_slice(vector);
+        self.ids.push(id);
+        self.rows.push(row);
+    }
+
+    /// Indexes in this block of the rows holding `id`.
+    fn indexes_of(&self, id: u64) -> impl Iterator<Item = usize> + '_ {
+        let from = self.by_id.partition_point(|&(i, _)| i < id);
+        self.by_id[from..]
+            .iter()
+            .take_while(move |&&(i, _)| i == id)
+            .map(|&(_, at)| usize::from(at))
+    }
 }
 
 /// A row to append: (growing row number, user id, vector).
@@ -138,6 +161,16 @@ impl GrowingView {
         Some(block.ids[i])
     }
 
+    /// The growing row holding `id` live in this view, if any.
+    pub(crate) fn live_row_of(&self, id: u64) -> Option<u64> {
+        self.blocks.iter().enumerate().find_map(|(b, block)| {
+            block
+                .indexes_of(id)
+                .find(|&i| !self.dead.contains(b * BLOCK_ROWS + i))
+                .map(|i| block.rows[i])
+        })
+    }
+
     /// Every node as (row, id, vector, live), in append order.
     pub(crate) fn nodes(&self) -> impl Iterator<Item = (u64, u64, &[f32], bool)> {
         (0..self.len).map(move |n| {
@@ -202,13 +235,12 @@ impl GrowingView {
                     vectors: Vec::with_capacity(BLOCK_ROWS * self.dim),
                     ids: Vec::with_capacity(BLOCK_ROWS),
                     rows: Vec::with_capacity(BLOCK_ROWS),
+                    by_id: Vec::with_capacity(BLOCK_ROWS),
                 }));
             }
             let block = self.blocks.last_mut().map(Arc::make_mut);
             let block = block.expect("a block was just pushed if none had room");
-            block.vectors.extend_from_slice(vector);
-            block.ids.push(id);
-            block.rows.push(row);
+            block.push(row, id, vector);
             self.len += 1;
         }
         self.live += new.len();
@@ -269,5 +301,38 @@ impl GrowingView {
             let (block, i) = self.at(node as usize);
             out(d, block.ids[i]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Metric;
+
+    #[test]
+    fn live_row_of_finds_an_ids_live_row_across_blocks_and_replacements() {
+        let scorer = Scorer {
+            metric: Metric::L2,
+            kernels: crate::kernels::select(),
+        };
+        let params = GraphParams::default();
+        let mut g = GrowingView::empty(2);
+        // 600 rows over three blocks; ids repeat every 300 rows, so ids
+        // 0..300 each have two rows, in different blocks.
+        let vectors: Vec<[f32; 2]> = (0..600).map(|i| [i as f32, (i % 7) as f32]).collect();
+        let new: Vec<NewRow<'_>> = (0..600u64)
+            .map(|r| (r + 10, (r * 7919) % 300, &vectors[r as usize][..]))
+            .collect();
+        g.append(&new, 1000, scorer, &params);
+        // The first row of every id is dead (replaced by the second).
+        g.remove(&(10..310).collect::<Vec<u64>>());
+        for r in 310..610u64 {
+            let id = ((r - 10) * 7919) % 300;
+            assert_eq!(g.live_row_of(id), Some(r), "id {id}");
+            assert_eq!(g.live_id(r), Some(id));
+        }
+        assert_eq!(g.live_row_of(300), None);
+        g.remove(&[310]);
+        assert_eq!(g.live_row_of(0), None);
     }
 }

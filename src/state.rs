@@ -204,14 +204,10 @@ impl SnapshotState {
                 }));
             }
         }
-        Ok(self
-            .growing
-            .live_rows()
-            .find(|&(_, i, _)| i == id)
-            .map(|(row, _, _)| Location {
-                segment: GROWING_SEGMENT,
-                row,
-            }))
+        Ok(self.growing.live_row_of(id).map(|row| Location {
+            segment: GROWING_SEGMENT,
+            row,
+        }))
     }
 
     /// The live sealed segment `id`.
