@@ -1,12 +1,13 @@
 //! Criterion: building the HNSW graph of a sealed segment (10k x 128
 //! clustered rows, m = 16, ef_construction = 200) with all cores; and a merge
 //! of a 40k-row segment with 10k more rows (32 dimensions, to keep it short),
-//! by extending the big segment's graph against rebuilding it whole.
+//! by extending the big segment's graph (with and without the 10k rows' own
+//! graph as hints, as merges give them) against rebuilding it whole.
 //!
 //! `cargo bench --bench build`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use quiver::graph::{build, extend, GraphParams, GraphView, Rows};
+use quiver::graph::{build, extend, extend_hinted, GraphParams, GraphView, Rows};
 use quiver::synth;
 use std::hint::black_box;
 
@@ -58,6 +59,20 @@ fn graph_merge(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("extend", |b| {
         b.iter(|| black_box(extend(&view, &all, &dist, &params, None)))
+    });
+    let own = build(
+        &Packed(all.0[BIG * MERGE_DIM..].to_vec(), MERGE_DIM),
+        &dist,
+        &params,
+    );
+    let hints: Vec<Vec<u32>> = (0..NEW as u32)
+        .map(|n| own.level0(n).iter().map(|&x| x + BIG as u32).collect())
+        .collect();
+    group.bench_function("extend_hinted", |b| {
+        b.iter(|| {
+            let hints = hints.clone();
+            black_box(extend_hinted(&view, &all, &dist, &params, hints, None))
+        })
     });
     group.bench_function("full_rebuild", |b| {
         b.iter(|| black_box(build(&all, &dist, &params)))

@@ -154,18 +154,30 @@ pub(crate) fn merge_rows<'a>(
         .chain((0..views.len()).filter(|&i| Some(i) != reuse));
     let mut rows = Vec::new();
     let mut sources = Vec::new();
+    // Each other input's level-0 lists, renumbered into `rows`, as hints
+    // for the inserts (an input whose graph is damaged gives none).
+    let mut hints: Vec<Vec<u32>> = Vec::new();
+    let mut reused = 0;
     for i in order {
         let view = views[i];
+        let first = rows.len();
         for (row, id, vector) in rows_of(view, Some(i) == reuse) {
             rows.push((id, vector));
             sources.push((view.segment.id(), row));
+        }
+        if Some(i) == reuse {
+            reused = rows.len();
+        } else if reuse.is_some() {
+            hints.resize(first - reused, Vec::new());
+            hints.extend(renumbered_links(view, first as u32));
         }
     }
     let dist = |a: &[f32], b: &[f32]| scorer.distance(a, b);
     let graph = match reuse {
         Some(i) => {
             let view = views[i].segment.graph()?;
-            graph::extend(&view, &SealingRows(&rows), &dist, params, Some(cancel))
+            let rows = SealingRows(&rows);
+            graph::extend_hinted(&view, &rows, &dist, params, hints, Some(cancel))
         }
         None => {
             let g = build_graph(&rows, scorer, params);
@@ -177,6 +189,34 @@ pub(crate) fn merge_rows<'a>(
         sources,
         graph,
     }))
+}
+
+/// The level-0 lists of `view`'s live rows (in order), to live rows only,
+/// numbered from `first` in that order; none if its graph is damaged.
+fn renumbered_links(view: &SealedView, first: u32) -> Vec<Vec<u32>> {
+    let Ok(graph) = view.segment.graph() else {
+        return Vec::new();
+    };
+    let rows = view.segment.rows();
+    let mut number = vec![u32::MAX; rows];
+    let mut next = first;
+    for (row, n) in number.iter_mut().enumerate() {
+        if !view.deleted.contains(row) {
+            *n = next;
+            next += 1;
+        }
+    }
+    (0..rows)
+        .filter(|&row| !view.deleted.contains(row))
+        .map(|row| {
+            graph
+                .level0_neighbours(row as u32)
+                .iter()
+                .filter_map(|&x| number.get(x as usize).copied())
+                .filter(|&x| x != u32::MAX)
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 use super::layout::GraphView;
 use super::search::Rows;
-use super::store::LinkStore;
+use super::store::{Hints, LinkStore};
 use std::sync::atomic::AtomicBool;
 
 /// How a graph is built.
@@ -51,6 +51,15 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The level-0 neighbours of `node`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `node` is not below [`Graph::len`].
+    pub fn level0(&self, node: u32) -> &[u32] {
+        &self.links[node as usize][0]
+    }
+
     /// The node searches start from; `None` for an empty graph.
     pub fn entry_point(&self) -> Option<u32> {
         self.entry
@@ -119,21 +128,44 @@ pub fn extend<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
     params: &GraphParams,
     cancel: Option<&AtomicBool>,
 ) -> Option<Graph> {
+    extend_hinted(view, rows, dist, params, Vec::new(), cancel)
+}
+
+/// A hinted insert searches with `ef_construction` divided by this. On
+/// debian50k (five 10k-row segments merged into one) a third took 6.6–7.5 s
+/// against 14 s at the full `ef_construction`, with recall@10 at `ef` 24
+/// 0.947 against 0.953; without the hints it fell to 0.935.
+const HINTED_EF_DIVISOR: usize = 3;
+
+/// [`extend`], where `hints[i]` are the level-0 neighbours new row `i` had
+/// in a graph of its own (as row numbers of `rows`; rows past `hints` have
+/// none). Each hinted row's search then runs with a third of
+/// `ef_construction`, and its hints join the candidates it found: about
+/// half the cost of an insertion.
+pub fn extend_hinted<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
+    view: &GraphView<'_>,
+    rows: &R,
+    dist: &D,
+    params: &GraphParams,
+    hints: Vec<Vec<u32>>,
+    cancel: Option<&AtomicBool>,
+) -> Option<Graph> {
     let (old, n) = (view.len(), rows.len());
     assert!(
         old <= n && n < u32::MAX as usize,
         "{n} rows for a graph of {old} nodes"
     );
     let store = LinkStore::from_view(view, n - old, params);
-    store
-        .insert_all(
-            old as u32..n as u32,
-            rows,
-            dist,
-            params.ef_construction,
-            cancel,
-        )
-        .then(|| store.to_graph(n, rows, dist))
+    let first = old as u32;
+    let hinted = first + hints.len() as u32;
+    let ef = params.ef_construction / HINTED_EF_DIVISOR;
+    let hints = Hints {
+        first,
+        lists: hints,
+    };
+    let done = store.insert_hinted(first..hinted, rows, dist, ef, Some(&hints), cancel)
+        && store.insert_all(hinted..n as u32, rows, dist, params.ef_construction, cancel);
+    done.then(|| store.to_graph(n, rows, dist))
 }
 
 impl Graph {
@@ -461,13 +493,30 @@ mod tests {
     }
 
     /// Recall@10 at ef 64 of a full build and of an 8k-row graph extended by
-    /// the other 2k rows.
-    fn full_and_extended_recall(dist: fn(&[f32], &[f32]) -> f32, unit: bool) -> (f64, f64) {
+    /// the other 2k rows (`hinted`: with their links in a graph of their own
+    /// as hints, as a merge does).
+    fn full_and_extended_recall(
+        dist: fn(&[f32], &[f32]) -> f32,
+        unit: bool,
+        hinted: bool,
+    ) -> (f64, f64) {
         let (rows, queries) = merge_data(unit);
         let params = GraphParams::default();
         let base = prefix_graph(&rows, 8000, dist);
         let view = GraphView::decode(base.bytes()).unwrap();
-        let extended = extend(&view, &rows, &dist, &params, None).unwrap();
+        let hints = if hinted {
+            let rest = Packed {
+                data: rows.data[8000 * rows.dim..].to_vec(),
+                dim: rows.dim,
+            };
+            let own = build(&rest, &dist, &params);
+            (0..own.len() as u32)
+                .map(|n| own.level0(n).iter().map(|&x| x + 8000).collect())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let extended = extend_hinted(&view, &rows, &dist, &params, hints, None).unwrap();
         assert_eq!(extended.len(), 10_000);
         assert!(extended.reachable().iter().all(|&r| r), "unreachable nodes");
         let full = build(&rows, &dist, &params);
@@ -481,16 +530,25 @@ mod tests {
 
     #[test]
     fn l2_graph_extended_by_2k_rows_has_the_recall_of_a_full_build() {
-        let (full, extended) = full_and_extended_recall(l2, false);
+        let (full, extended) = full_and_extended_recall(l2, false, false);
         eprintln!("L2 recall@10 at ef=64: full {full:.4}, extended {extended:.4}");
         assert!(extended >= full - 0.01, "full {full}, extended {extended}");
     }
 
     #[test]
     fn cosine_graph_extended_by_2k_rows_has_the_recall_of_a_full_build() {
-        let (full, extended) = full_and_extended_recall(cosine, true);
+        let (full, extended) = full_and_extended_recall(cosine, true, false);
         eprintln!("cosine recall@10 at ef=64: full {full:.4}, extended {extended:.4}");
         assert!(extended >= full - 0.01, "full {full}, extended {extended}");
+    }
+
+    #[test]
+    fn graph_extended_by_2k_hinted_rows_keeps_nearly_the_recall_of_a_full_build() {
+        for (dist, unit) in [(l2 as fn(&[f32], &[f32]) -> f32, false), (cosine, true)] {
+            let (full, hinted) = full_and_extended_recall(dist, unit, true);
+            eprintln!("recall@10 at ef=64: full {full:.4}, hinted extend {hinted:.4}");
+            assert!(hinted >= full - 0.02, "full {full}, hinted {hinted}");
+        }
     }
 
     #[test]

@@ -50,10 +50,10 @@ mod layout;
 mod search;
 mod store;
 
+pub use build::{build, Graph, GraphParams};
 /// Not API: public for the benchmarks.
 #[doc(hidden)]
-pub use build::extend;
-pub use build::{build, Graph, GraphParams};
+pub use build::{extend, extend_hinted};
 pub use layout::{
     GraphView, LinksError, LinksLayout, LINKS_HEADER_LEN, LINKS_MAGIC, LINKS_VERSION,
 };

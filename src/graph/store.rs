@@ -289,10 +289,24 @@ impl LinkStore {
     /// As [`LinkStore::insert`].
     pub(crate) fn insert_all<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
         &self,
+        nodes: Range<u32>,
+        rows: &R,
+        dist: &D,
+        ef_construction: usize,
+        cancel: Option<&AtomicBool>,
+    ) -> bool {
+        self.insert_hinted(nodes, rows, dist, ef_construction, None, cancel)
+    }
+
+    /// [`LinkStore::insert_all`], each node's search found candidates joined
+    /// by its `hints`.
+    pub(crate) fn insert_hinted<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
+        &self,
         mut nodes: Range<u32>,
         rows: &R,
         dist: &D,
         ef_construction: usize,
+        hints: Option<&Hints>,
         cancel: Option<&AtomicBool>,
     ) -> bool {
         let cancelled = || cancel.is_some_and(|c| c.load(Ordering::Relaxed));
@@ -303,7 +317,10 @@ impl LinkStore {
                 None => return true,
             }
         }
-        let inserter = Inserter::new(self, rows, dist, ef_construction);
+        let inserter = Inserter {
+            hints,
+            ..Inserter::new(self, rows, dist, ef_construction)
+        };
         nodes
             .into_par_iter()
             .try_for_each(|node| {
@@ -447,12 +464,31 @@ impl Links for StoreView<'_> {
     }
 }
 
+/// Level-0 neighbours the nodes being inserted already had in a graph of
+/// their own (a merge's smaller input), as node numbers of the store: list
+/// `i` is node `first + i`'s. An insert adds its hints to the candidates its
+/// search found, so that it can search with a smaller `ef`.
+#[derive(Debug, Default)]
+pub(crate) struct Hints {
+    pub(crate) first: u32,
+    pub(crate) lists: Vec<Vec<u32>>,
+}
+
+impl Hints {
+    fn of(&self, node: u32) -> &[u32] {
+        node.checked_sub(self.first)
+            .and_then(|i| self.lists.get(i as usize))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
 /// One insert's (or one batch's) view of the store, the rows and the metric.
 struct Inserter<'a, R, D> {
     store: &'a LinkStore,
     rows: &'a R,
     dist: &'a D,
     ef: usize,
+    hints: Option<&'a Hints>,
 }
 
 impl<'a, R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Inserter<'a, R, D> {
@@ -462,6 +498,7 @@ impl<'a, R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Inserter<'a, R, D> {
             rows,
             dist,
             ef: ef_construction.max(store.m),
+            hints: None,
         }
     }
 
@@ -521,9 +558,12 @@ impl<'a, R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Inserter<'a, R, D> {
         }
 
         for l in (0..=level.min(top)).rev() {
-            let found = with_visited(store.capacity(), |v| {
+            let mut found = with_visited(store.capacity(), |v| {
                 self.search_level(query, cur, l, v, &mut buf)
             });
+            if l == 0 {
+                self.add_hints(row, &mut found);
+            }
             let chosen: Vec<u32> = self.select(&found, store.m).iter().map(|c| c.id).collect();
             if let Some(slot) = store.slot(row, l) {
                 let _node = lock(&store.locks[row as usize]);
@@ -586,6 +626,23 @@ impl<'a, R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Inserter<'a, R, D> {
         let mut found: Vec<Cand> = v.far.drain().collect();
         found.sort_unstable();
         found
+    }
+
+    /// Adds `row`'s hints to `found` (nearest first, kept so).
+    fn add_hints(&self, row: u32, found: &mut Vec<Cand>) {
+        let Some(hints) = self.hints else { return };
+        let before = found.len();
+        for &h in hints.of(row) {
+            if h != row && !found.iter().any(|c| c.id == h) {
+                found.push(Cand {
+                    d: self.dist_rows(row, h),
+                    id: h,
+                });
+            }
+        }
+        if found.len() > before {
+            found.sort_unstable();
+        }
     }
 
     /// Malkov's neighbour-selection heuristic over `cands` (nearest first,
