@@ -17,7 +17,10 @@
 //! default target is below the recall wanted: it was tuned so that recall@10
 //! of new queries lands in [0.95, 0.975] on the shared real embeddings
 //! (target 0.93 gave ef 24–28 and recall 0.950–0.959 across builds) and on
-//! clustered data (ef 12–14, 0.965–0.977).
+//! clustered data (ef 12–14, 0.965–0.977). It was raised from 0.935 to 0.94
+//! when merges began to insert with hints (a graph slightly below a full
+//! insertion's): at 0.935, debian50k built in 100-row commits answered at
+//! 0.947.
 //! Queries from another distribution than the data's (say, around other
 //! centres) get less; they need an explicit `ef` or a higher target.
 //!
@@ -51,7 +54,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub const CALIBRATION_K: usize = 10;
 
 /// Recall of a segment's own rows that a search with no `ef` aims for.
-pub const DEFAULT_TARGET_RECALL: f64 = 0.935;
+pub const DEFAULT_TARGET_RECALL: f64 = 0.94;
 
 /// The `ef` values measured.
 const LADDER: [u16; 14] = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 64, 96, 128, 256];
