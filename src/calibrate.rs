@@ -155,6 +155,23 @@ impl Calibration {
     }
 }
 
+/// [`calibrate`] of a segment just written, before it is published (by a
+/// commit that wrote its own rows as a segment, or by a merge), so that it
+/// never serves with the fallback `ef`: `dead` are its rows already
+/// deleted.
+pub(crate) fn calibrate_new(
+    seg: &Segment,
+    dead: &[u64],
+    scorer: Scorer,
+    cancel: &AtomicBool,
+) -> Option<Calibration> {
+    let mut deleted = Bitset::new(seg.rows());
+    for &row in dead {
+        deleted.insert(row as usize);
+    }
+    calibrate(seg, &deleted, scorer, cancel)
+}
+
 /// Measures the recall curve of `seg`, whose `deleted` rows are left out;
 /// `None` if it has too few live rows to need one (a search then uses the
 /// database's default `ef`) or fails its checksums.

@@ -88,6 +88,12 @@ pub struct Stats {
     pub growing_appended: usize,
     /// Background merges switched in since this handle was opened.
     pub merges: u64,
+    /// Sealed segments whose recall per `ef` has been measured, which sets
+    /// their default `ef` (see [`SearchParams`](crate::SearchParams)). A
+    /// segment sealed from the growing one is measured by the merger soon
+    /// after; one that a commit of its own rows or a merge wrote is
+    /// measured before it is published.
+    pub calibrated_segments: usize,
     /// Bytes of all column files.
     pub column_bytes: u64,
     /// Bytes of all links (graph) files.
@@ -616,6 +622,11 @@ impl Database {
             growing_rows: snap.growing.live,
             growing_appended: snap.growing.appended(),
             merges: inner.merges.load(Ordering::Acquire),
+            calibrated_segments: snap
+                .segments
+                .iter()
+                .filter(|s| s.calibration.is_some())
+                .count(),
             column_bytes,
             links_bytes,
             manifest_bytes,

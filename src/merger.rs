@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::inner::{DbInner, Wake};
 use crate::manifest::{Location, Update};
 use crate::merge;
-use crate::state::SealedView;
+use crate::state::{SealedView, SnapshotState};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -196,6 +196,9 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
     };
     let (seg, meta) = db.write_segment(&merged.rows, &merged.graph)?;
     let id = seg.id();
+    // Calibrated before the switch, so that it never serves uncalibrated.
+    let dead_now = dead_rows(&base, &merged.sources);
+    let curve = calibrate::calibrate_new(&seg, &dead_now, db.scorer(), cancel);
     // The switch.
     let _commits = db.lock_commits();
     let current = db.published.load();
@@ -206,17 +209,11 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
         seg.retire();
         return Ok(still_live);
     }
-    let mut dead = Vec::new();
+    let dead = dead_rows(&current, &merged.sources);
     let mut ids_set = Vec::with_capacity(merged.rows.len());
-    for (row, (&(source, source_row), &(user_id, _))) in
-        merged.sources.iter().zip(&merged.rows).enumerate()
-    {
-        let gone = current
-            .segment(source)
-            .is_none_or(|v| v.deleted.contains(source_row as usize));
-        if gone {
-            dead.push(row as u64);
-        } else {
+    let mut dead_at = dead.iter().peekable();
+    for (row, &(user_id, _)) in merged.rows.iter().enumerate() {
+        if dead_at.next_if_eq(&&(row as u64)).is_none() {
             let loc = Location {
                 segment: id,
                 row: row as u64,
@@ -233,6 +230,7 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
         tombstones_added: dead.iter().map(|&r| (id, r)).collect(),
         segments_added: vec![(id, meta)],
         segments_removed: inputs.clone(),
+        calibrations_set: curve.iter().map(|c| (id, c.encode())).collect(),
         state,
         ..Update::default()
     };
@@ -241,11 +239,28 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
     let reader = db.commit_manifest(update)?;
     let mut segments = current.segments_without(|id| inputs.contains(&id));
     let at = segments.partition_point(|s| s.segment.id() < id);
-    segments.insert(at, SealedView::with_deleted(seg, &dead));
+    let mut view = SealedView::with_deleted(seg, &dead);
+    view.calibration = curve.map(Arc::new);
+    segments.insert(at, view);
     let next = current.successor(state, segments, current.growing.clone(), reader);
     db.published.publish(Arc::new(next));
     db.merges.fetch_add(1, Ordering::AcqRel);
     Ok(true)
+}
+
+/// The rows of a merged segment (whose rows came from `sources`, as
+/// (segment, row)) that `state` no longer holds live, ascending.
+fn dead_rows(state: &SnapshotState, sources: &[(u64, u64)]) -> Vec<u64> {
+    sources
+        .iter()
+        .enumerate()
+        .filter(|(_, &(source, row))| {
+            state
+                .segment(source)
+                .is_none_or(|v| v.deleted.contains(row as usize))
+        })
+        .map(|(row, _)| row as u64)
+        .collect()
 }
 
 /// Measures the recall curve of one segment that has none yet and records

@@ -20,6 +20,7 @@
 //! the background. Step 3's redb commit is the commit point: a crash before
 //! it leaves at most files no manifest names, which the next `open` removes.
 
+use crate::calibrate::{calibrate_new, Calibration};
 use crate::error::{Error, Result};
 use crate::growing::{GrowingView, NewRow};
 use crate::inner::DbInner;
@@ -30,7 +31,7 @@ use crate::segment::Segment;
 use crate::state::{SealedView, SnapshotState};
 use crate::vector::prepare_vector;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Largest payload stored, in bytes.
@@ -344,6 +345,10 @@ struct Sealed {
     dead: Vec<u64>,
     /// Whether it holds the growing segment's rows (which leave its table).
     from_growing: bool,
+    /// Its recall curve, measured before the commit for a segment of the
+    /// commit's own rows (a sealed growing segment is left to the merger,
+    /// which keeps small commits short).
+    calibration: Option<Calibration>,
 }
 
 /// What one commit does, decided before its redb transaction.
@@ -424,7 +429,9 @@ fn plan_commit(
         // As many rows as a whole growing segment: a segment of their own.
         let rows: Vec<(u64, &[f32])> = upserts.iter().map(|u| (u.id, u.vector)).collect();
         let graph = merge::build_graph(&rows, scorer, &params);
-        sealed = Some(write_sealed(db, &mut state, &rows, &[], &graph, false)?);
+        let mut own = write_sealed(db, &mut state, &rows, &[], &graph, false)?;
+        own.calibration = calibrate_new(&own.segment, &[], scorer, &AtomicBool::new(false));
+        sealed = Some(own);
     } else {
         if growing.room() < upserts.len() {
             // They would overflow it: seal the growing segment as it is.
@@ -502,6 +509,7 @@ fn write_sealed(
         live,
         dead: dead.to_vec(),
         from_growing,
+        calibration: None,
     })
 }
 
@@ -530,6 +538,8 @@ impl Plan {
         if let Some(s) = &self.sealed {
             let id = s.segment.id();
             u.segments_added.push((id, s.meta));
+            u.calibrations_set
+                .extend(s.calibration.as_ref().map(|c| (id, c.encode())));
             u.tombstones_added.extend(s.dead.iter().map(|&r| (id, r)));
             u.ids_set.extend(
                 s.live
@@ -563,7 +573,9 @@ impl Plan {
         }
         if let Some(s) = self.sealed {
             let at = segments.partition_point(|v| v.segment.id() < s.segment.id());
-            segments.insert(at, SealedView::with_deleted(s.segment, &s.dead));
+            let mut view = SealedView::with_deleted(s.segment, &s.dead);
+            view.calibration = s.calibration.map(Arc::new);
+            segments.insert(at, view);
         }
         base.successor(self.state, segments, self.growing, reader)
     }

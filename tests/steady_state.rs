@@ -115,6 +115,29 @@ fn recall_at_the_default_ef_is_at_least_0_95_for_every_build_pattern() {
 }
 
 #[test]
+fn segments_a_commit_or_a_merge_writes_are_published_calibrated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, _) = build(
+        tmp.path(),
+        6_000,
+        Pattern::Commits(2_000),
+        options().auto_merge(false),
+    );
+    // Nothing runs in the background: each commit measured its own segment.
+    let s = db.stats().unwrap();
+    assert_eq!((s.segments, s.calibrated_segments), (3, 3));
+    assert!(db.merge_pending().unwrap() >= 1);
+    let s = db.stats().unwrap();
+    assert_eq!(s.segments, 1);
+    assert_eq!(s.calibrated_segments, 1);
+    // The curve is in the manifest: a reopened database has it too.
+    let path = db.path().to_path_buf();
+    drop(db);
+    let db = Database::open_existing(&path).unwrap();
+    assert_eq!(db.stats().unwrap().calibrated_segments, 1);
+}
+
+#[test]
 fn merges_keep_few_segments_and_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (db, live) = build(tmp.path(), 12_000, Pattern::Churn, options());

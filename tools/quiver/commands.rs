@@ -540,6 +540,7 @@ pub fn stats(args: &StatsArgs) -> CliResult {
                 "rows": s.rows,
                 "deleted_rows": s.deleted_rows,
                 "segments": s.segments,
+                "calibrated_segments": s.calibrated_segments,
                 "growing_rows": s.growing_rows,
                 "column_bytes": s.column_bytes,
                 "links_bytes": s.links_bytes,
@@ -561,7 +562,11 @@ pub fn stats(args: &StatsArgs) -> CliResult {
     say!("  generation       {}", s.generation);
     say!("  live rows        {}", s.rows);
     say!("  deleted rows     {} (still on disk)", s.deleted_rows);
-    say!("  sealed segments  {}", s.segments);
+    say!(
+        "  sealed segments  {} ({} calibrated)",
+        s.segments,
+        s.calibrated_segments
+    );
     say!("  growing rows     {}", s.growing_rows);
     say!("  column files     {:.2} MiB", mib(s.column_bytes));
     say!("  links files      {:.2} MiB", mib(s.links_bytes));
