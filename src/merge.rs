@@ -18,7 +18,9 @@
 //! The largest input keeps its graph: its rows are copied first, in their
 //! order (its deleted rows too, as deleted rows of the new segment), and the
 //! other inputs' live rows are inserted into that graph (as Lucene's
-//! incremental HNSW merge does). Only a largest input whose deleted share
+//! incremental HNSW merge does), each with its links in its own segment's
+//! graph as hints, so that its search can be a third of a full insertion's
+//! ([`graph::extend_hinted`]). Only a largest input whose deleted share
 //! passes [`VACUUM_SHARE`] is rebuilt from its live rows instead.
 
 use crate::error::Result;
