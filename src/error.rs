@@ -223,10 +223,11 @@ impl Error {
                 why: "the manifest is open elsewhere",
             },
             redb::Error::Corrupted(what) => Error::corrupted(file, what),
-            // Not damage: redb refuses every write after one failed.
+            // Not damage: redb refuses every access to the file, reads
+            // included, once a read, a write or a sync of it failed.
             redb::Error::PreviousIo => Error::io(
                 file,
-                std::io::Error::other("an earlier write to it failed: reopen the database"),
+                std::io::Error::other("an earlier access to it failed: reopen the database"),
             ),
             other => Error::corrupted(file, other.to_string()),
         }
