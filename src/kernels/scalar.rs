@@ -8,8 +8,12 @@
 //! SIMD paths' lane-wise order, so all paths round similarly.
 //!
 //! The functions tolerate slices of different lengths by only looking at the
-//! common prefix; [`Kernels`](super::Kernels) asserts equal lengths before
-//! calling them.
+//! common prefix; [`Kernels`](super::Kernels) and
+//! [`I8Kernels`](super::I8Kernels) assert equal lengths before calling them.
+//!
+//! The `i8` kernels are plain loops with one integer accumulator: integer sums
+//! are exact in any order, so there is no rounding to match, and these loops
+//! are the reference the SIMD `i8` paths must equal bit for bit.
 
 /// Number of independent accumulators (and the width of one unrolled step).
 const LANES: usize = 8;
@@ -102,3 +106,31 @@ pub(super) fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
 /// Block length (in floats) of the cosine pass: 1 KiB per vector, so both
 /// blocks stay in L1 across the three reductions.
 const COSINE_BLOCK: usize = 256;
+
+/// Inner product of `i8` codes, `Σ a[i]·b[i]`, over the common prefix.
+///
+/// Each product lies in `-16_256..=16_384`, so the `i32` sum is exact for
+/// inputs up to [`MAX_I8_LEN`](super::MAX_I8_LEN) long (`|sum| <= 2^30`); the
+/// wrapper checks that bound, so the `+=` never overflows.
+pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let mut sum = 0i32;
+    for (&x, &y) in a.iter().zip(b) {
+        sum += i32::from(x) * i32::from(y);
+    }
+    sum
+}
+
+/// Squared Euclidean distance of `i8` codes, `Σ (a[i] - b[i])²`, over the
+/// common prefix.
+///
+/// Each term is at most `255² = 65_025`, so the `u32` sum is exact for inputs
+/// up to [`MAX_I8_LEN`](super::MAX_I8_LEN) long (at most `4_261_478_400 <
+/// 2^32`); the wrapper checks that bound, so the `+=` never overflows.
+pub(super) fn l2_i8(a: &[i8], b: &[i8]) -> u32 {
+    let mut sum = 0u32;
+    for (&x, &y) in a.iter().zip(b) {
+        let d = (i32::from(x) - i32::from(y)).unsigned_abs();
+        sum += d * d;
+    }
+    sum
+}
