@@ -594,16 +594,17 @@ fn print_pattern(args: &BenchArgs, dir: &Path, r: &PatternReport) -> std::io::Re
         r.settled.deleted_rows
     );
     print_runs(args, &r.runs)?;
+    // The batch calls belong to the pass right after the build.
+    let cores = rayon::current_num_threads();
+    for (ef, qps) in &r.batch {
+        say!("{ef:>6}  batch {cores:>2}  search_batch {qps:>8.0} QPS");
+    }
     if let Some(settled) = &r.settled_runs {
         say!(
             "  once the merger was idle ({} segments):",
             r.settled.segments
         );
         print_runs(args, settled)?;
-    }
-    let cores = rayon::current_num_threads();
-    for (ef, qps) in &r.batch {
-        say!("{ef:>6}  batch {cores:>2}  search_batch {qps:>8.0} QPS");
     }
     Ok(())
 }
