@@ -35,9 +35,11 @@ compile_error!("Quiver reads its files in place and supports little-endian targe
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Version of the manifest (`config["format_version"]` in `quiver.redb`)
-/// written by this build. Version 2 added a checksum to every entry; this
-/// build reads version 1 too and upgrades it when it loads it.
-pub const MANIFEST_VERSION: u64 = 2;
+/// written by this build. Version 2 added a checksum to every entry, and
+/// version 3 the `aliases` table (a merge keeps its largest input's rows
+/// where the `ids` table points at them). This build reads versions 1 and 2
+/// too, and a writer upgrades them when it opens them.
+pub const MANIFEST_VERSION: u64 = 3;
 
 /// Magic bytes at the start of a column file. The high byte and the newline
 /// catch files mangled by 7-bit or text-mode transfers, as PNG's magic does.

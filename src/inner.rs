@@ -194,7 +194,7 @@ impl DbInner {
     pub(crate) fn commit_manifest(&self, update: Update<'_>) -> Result<Reader> {
         let committed = self
             .manifest
-            .commit(&[], |_| Ok(update))
+            .commit(update)
             .and_then(|()| self.manifest.reader());
         if let Err(e) = &committed {
             self.failed.record(e);

@@ -10,6 +10,7 @@
 //! | `growing` | growing row → (user id, f32 bytes, crc) | the growing segment's rows |
 //! | `payloads` | user id → (bytes, crc) | payloads |
 //! | `calibration` | segment id → (record, crc) | a segment's measured recall per `ef` (see `calibrate.rs`) |
+//! | `aliases` | retired segment id → (live segment id, crc) | a merged segment that holds a retired one's rows at the same row numbers |
 //!
 //! One redb write transaction per commit changes all of them at once: the redb
 //! commit is Quiver's only commit point.
@@ -21,6 +22,14 @@
 //! other entries instead. Every read checks it, and a failure is
 //! [`Error::Corrupted`] naming the manifest. A version-1 manifest (no
 //! checksums) is upgraded in one transaction when it is loaded.
+//!
+//! A merge that keeps its largest input's rows in place (rows 0.. of the
+//! merged segment, in their order) does not rewrite their `ids` entries: it
+//! records an alias from that input to the merged segment instead (manifest
+//! version 3), so that its switch costs the small side, as its graph does.
+//! Every location read from `ids` is resolved through `aliases`; aliases are
+//! kept one step long (an alias to a segment that is merged on is pointed
+//! at the new one) and dropped once they lead to no live segment.
 
 use crate::error::{Error, Result};
 use crate::format::{u32_at, u64_at, MANIFEST_VERSION};
@@ -39,6 +48,7 @@ const TOMBSTONES: TableDefinition<(u64, u64), u32> = TableDefinition::new("tombs
 const GROWING: TableDefinition<u64, (u64, &[u8], u32)> = TableDefinition::new("growing");
 const PAYLOADS: TableDefinition<u64, (&[u8], u32)> = TableDefinition::new("payloads");
 const CALIBRATION: TableDefinition<u64, (&[u8], u32)> = TableDefinition::new("calibration");
+const ALIASES: TableDefinition<u64, (u64, u32)> = TableDefinition::new("aliases");
 
 /// The key of the checksum entry of `config` and `state`.
 const CRC_KEY: &str = "crc";
@@ -229,6 +239,10 @@ pub struct Update<'a> {
     pub segments_removed: Vec<u64>,
     /// Calibration records to set, by segment.
     pub calibrations_set: Vec<(u64, Vec<u8>)>,
+    /// (retired segment, merged segment) pairs: the merged segment holds
+    /// the retired one's rows at the same row numbers, and the `ids`
+    /// entries that point at them are left as they are.
+    pub aliases_set: Vec<(u64, u64)>,
     /// The counters after this commit.
     pub state: State,
 }
@@ -540,33 +554,41 @@ impl Manifest {
                 tx.open_table(GROWING).map_err(|e| self.err(e))?;
                 tx.open_table(PAYLOADS).map_err(|e| self.err(e))?;
                 tx.open_table(CALIBRATION).map_err(|e| self.err(e))?;
+                tx.open_table(ALIASES).map_err(|e| self.err(e))?;
             }
             tx.commit().map_err(|e| self.err(e))
         })
     }
 
-    /// Whether the manifest is of version 1, which [`Manifest::upgrade`]
-    /// rewrites before anything else reads it.
-    pub fn needs_upgrade(&self) -> Result<bool> {
+    /// The stored `format_version`; `None` for a manifest never initialised.
+    fn version(&self) -> Result<Option<u64>> {
         guarded(&self.path, || {
             let tx = self.redb().begin_read().map_err(|e| self.err(e))?;
-            let version =
-                read_config(&tx, &self.path)?.and_then(|c| c.get("format_version").copied());
-            Ok(version == Some(1))
+            Ok(read_config(&tx, &self.path)?.and_then(|c| c.get("format_version").copied()))
         })
     }
 
-    /// Rewrites a version-1 manifest as version 2, in one transaction: every
-    /// entry gets its checksum. Does nothing to a manifest of version 2.
+    /// Whether the manifest is of version 1, which [`Manifest::upgrade`]
+    /// rewrites before anything else reads it. (Version 2 reads as version
+    /// 3 without aliases; a writer's open still upgrades it, so that older
+    /// code refuses it once a merge has written an alias.)
+    pub fn needs_upgrade(&self) -> Result<bool> {
+        Ok(self.version()? == Some(1))
+    }
+
+    /// Brings an older manifest to version 3, in one transaction. Version 1
+    /// is rewritten: every entry gets its checksum. Version 2 gets the
+    /// `aliases` table. Does nothing to a manifest of version 3.
     ///
     /// Version 1 checksummed nothing, so damage from before the upgrade is
     /// sealed in with the rest; [`Manifest::check_integrity`] first finds
     /// what redb's page checksums can.
     pub fn upgrade(&self) -> Result<()> {
         guarded(&self.path, || {
-            if !self.needs_upgrade()? {
-                return Ok(());
-            }
+            let version = match self.version()? {
+                Some(v) if v < MANIFEST_VERSION => v,
+                _ => return Ok(()),
+            };
             let e = |err: redb::StorageError| self.err(err);
             let tx = self.redb().begin_write().map_err(|e| self.err(e))?;
             {
@@ -574,6 +596,12 @@ impl Manifest {
                 let mut entries = read_counters(&config).map_err(e)?;
                 entries.insert("format_version".into(), MANIFEST_VERSION);
                 write_counters(&mut config, CONFIG, &entries).map_err(e)?;
+                tx.open_table(ALIASES).map_err(|e| self.err(e))?;
+            }
+            if version >= 2 {
+                return tx.commit().map_err(|e| self.err(e));
+            }
+            {
                 let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
                 let entries = read_counters(&state).map_err(e)?;
                 write_counters(&mut state, STATE, &entries).map_err(e)?;
@@ -651,27 +679,47 @@ impl Manifest {
         })
     }
 
-    /// Applies `plan` to the manifest in one durable redb commit. `lookup` runs
-    /// first, inside the same transaction, to find where the given ids live now.
-    pub fn commit<'a, F>(&self, ids: &[u64], plan: F) -> Result<()>
-    where
-        F: FnOnce(&[Option<Location>]) -> Result<Update<'a>>,
-    {
+    /// Applies `update` to the manifest in one durable redb commit.
+    pub fn commit(&self, update: Update<'_>) -> Result<()> {
         guarded(&self.path, || {
             let tx = self.redb().begin_write().map_err(|e| self.err(e))?;
-            let before = {
-                let table = tx.open_table(IDS).map_err(|e| self.err(e))?;
-                ids.iter()
-                    .map(|&id| match table.get(id).map_err(|e| self.err(e))? {
-                        Some(v) => Ok(Some(decode_location(&self.path, id, v.value())?.1)),
-                        None => Ok(None),
-                    })
-                    .collect::<Result<Vec<_>>>()?
-            };
-            let update = plan(&before)?;
             self.apply(&tx, &update)?;
             tx.commit().map_err(|e| self.err(e))
         })
+    }
+
+    /// Adds the aliases `set` and keeps every alias one step long: one
+    /// that led to a segment now aliased itself leads on to that alias's
+    /// segment, and one that leads to no live segment (`segments` as this
+    /// transaction leaves it) goes, since no `ids` entry can use it: the
+    /// segment it led to was retired with no live row, or merged with its
+    /// rows' `ids` entries rewritten.
+    fn update_aliases(
+        &self,
+        tx: &redb::WriteTransaction,
+        segments: &redb::Table<u64, (&[u8], u32)>,
+        set: &[(u64, u64)],
+    ) -> Result<()> {
+        let e = |err: redb::StorageError| self.err(err);
+        let mut aliases = tx.open_table(ALIASES).map_err(|err| self.err(err))?;
+        let mut stored = BTreeMap::new();
+        for entry in aliases.iter().map_err(e)? {
+            let (from, v) = entry.map_err(e)?;
+            let from = from.value();
+            stored.insert(from, decode_alias(&self.path, from, v.value())?);
+        }
+        let onward: BTreeMap<u64, u64> = set.iter().copied().collect();
+        let mut all = stored.clone();
+        all.extend(set.iter().copied());
+        for (from, to) in all {
+            let to = onward.get(&to).copied().unwrap_or(to);
+            if segments.get(to).map_err(e)?.is_none() {
+                aliases.remove(from).map_err(e)?;
+            } else if stored.get(&from) != Some(&to) {
+                aliases.insert(from, (to, alias_crc(from, to))).map_err(e)?;
+            }
+        }
+        Ok(())
     }
 
     fn apply(&self, tx: &redb::WriteTransaction, u: &Update<'_>) -> Result<()> {
@@ -735,6 +783,9 @@ impl Manifest {
                 segments
                     .insert(segment, (record.as_slice(), crc))
                     .map_err(e)?;
+            }
+            if !u.aliases_set.is_empty() || !u.segments_removed.is_empty() {
+                self.update_aliases(tx, &segments, &u.aliases_set)?;
             }
         }
         if !u.segments_removed.is_empty() || !u.calibrations_set.is_empty() {
@@ -914,6 +965,16 @@ impl Reader {
             |k, v| decode_calibration(path, k, v).map(drop),
             drop,
         );
+        match self.aliases_table() {
+            Ok(Some(_)) => self.check_table(
+                problems,
+                ALIASES,
+                |k, v| decode_alias(path, k, v).map(drop),
+                drop,
+            ),
+            Ok(None) => {}
+            Err(e) => problems.push(e),
+        }
         checked
     }
 
@@ -953,26 +1014,63 @@ impl Reader {
         }
     }
 
-    /// Where `id` lives, if it is live.
+    /// Where `id` lives, if it is live: its `ids` entry, resolved through
+    /// `aliases`.
     pub fn location(&self, id: u64) -> Result<Option<Location>> {
         guarded(&self.path, || {
             let table = self.tx.open_table(IDS).map_err(|e| self.err(e))?;
-            match table.get(id).map_err(|e| self.err(e))? {
-                Some(v) => Ok(Some(decode_location(&self.path, id, v.value())?.1)),
-                None => Ok(None),
+            let Some(v) = table.get(id).map_err(|e| self.err(e))? else {
+                return Ok(None);
+            };
+            let mut loc = decode_location(&self.path, id, v.value())?.1;
+            if loc.segment == GROWING_SEGMENT {
+                return Ok(Some(loc));
             }
+            let Some(aliases) = self.aliases_table()? else {
+                return Ok(Some(loc));
+            };
+            while let Some(v) = aliases.get(loc.segment).map_err(|e| self.err(e))? {
+                loc.segment = decode_alias(&self.path, loc.segment, v.value())?;
+            }
+            Ok(Some(loc))
         })
     }
 
-    /// Calls `f` with every live id and its location, in id order, stopping
-    /// at the first error `f` returns or the first damaged entry.
+    /// The `aliases` table; `None` in a version-2 manifest, which has none.
+    fn aliases_table(&self) -> Result<Option<redb::ReadOnlyTable<u64, (u64, u32)>>> {
+        match self.tx.open_table(ALIASES) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Every alias, checked: retired segment → the segment holding its rows.
+    fn aliases(&self) -> Result<BTreeMap<u64, u64>> {
+        if self.aliases_table()?.is_none() {
+            return Ok(BTreeMap::new());
+        }
+        let path = &self.path;
+        Ok(self
+            .all(ALIASES, |from, v| Ok((from, decode_alias(path, from, v)?)))?
+            .into_iter()
+            .collect())
+    }
+
+    /// Calls `f` with every live id and its location (resolved through
+    /// `aliases`), in id order, stopping at the first error `f` returns or
+    /// the first damaged entry.
     pub fn for_each_location(&self, mut f: impl FnMut(u64, Location) -> Result<()>) -> Result<()> {
         let path = &self.path;
+        let aliases = self.aliases()?;
         self.walk(
             IDS,
             |k, v| decode_location(path, k, v),
             |entry| {
-                let (id, loc) = entry?;
+                let (id, mut loc) = entry?;
+                while let Some(&to) = aliases.get(&loc.segment) {
+                    loc.segment = to;
+                }
                 f(id, loc)
             },
         )
@@ -1119,6 +1217,28 @@ fn location_crc(id: u64, loc: Location) -> u32 {
             &loc.row.to_le_bytes(),
         ],
     )
+}
+
+fn alias_crc(from: u64, to: u64) -> u32 {
+    entry_crc(ALIASES.name(), &[&from.to_le_bytes(), &to.to_le_bytes()])
+}
+
+/// The segment the alias of segment `from` leads to. Merged segments get
+/// ids larger than their inputs', so an alias that does not lead upward is
+/// damage (and a chain of aliases cannot loop).
+fn decode_alias(path: &Path, from: u64, (to, crc): (u64, u32)) -> Result<u64> {
+    if crc != alias_crc(from, to) {
+        return Err(damaged(path, format!("the alias of segment {from}")));
+    }
+    if to <= from || from == GROWING_SEGMENT {
+        return Err(Error::corrupted(
+            path,
+            format!(
+                "segment {from} is aliased to segment {to}, which is not a later one: {RESTORE}"
+            ),
+        ));
+    }
+    Ok(to)
 }
 
 fn tombstone_crc((segment, row): (u64, u64)) -> u32 {

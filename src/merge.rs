@@ -121,6 +121,9 @@ pub(crate) struct Merged<'a> {
     pub(crate) rows: Vec<(u64, &'a [f32])>,
     /// Where each row comes from: (segment, row).
     pub(crate) sources: Vec<(u64, u64)>,
+    /// The input whose graph was kept, and its row count: its rows are the
+    /// first rows, every one at its own row number.
+    pub(crate) kept: Option<(u64, usize)>,
     pub(crate) graph: Graph,
 }
 
@@ -186,9 +189,11 @@ pub(crate) fn merge_rows<'a>(
             (!cancel.load(std::sync::atomic::Ordering::Acquire)).then_some(g)
         }
     };
+    let kept = reuse.map(|i| (views[i].segment.id(), reused));
     Ok(graph.map(|graph| Merged {
         rows,
         sources,
+        kept,
         graph,
     }))
 }

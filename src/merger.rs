@@ -210,9 +210,18 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
         return Ok(still_live);
     }
     let dead = dead_rows(&current, &merged.sources);
-    let mut ids_set = Vec::with_capacity(merged.rows.len());
-    let mut dead_at = dead.iter().peekable();
-    for (row, &(user_id, _)) in merged.rows.iter().enumerate() {
+    // The kept input's rows stay where their `ids` entries point, through
+    // an alias: the switch writes the small side's entries only.
+    let (aliases_set, kept_rows) = match merged.kept {
+        Some((from, rows)) => (vec![(from, id)], rows),
+        None => (Vec::new(), 0),
+    };
+    let mut ids_set = Vec::with_capacity(merged.rows.len() - kept_rows);
+    let mut dead_at = dead
+        .iter()
+        .skip_while(|&&r| r < kept_rows as u64)
+        .peekable();
+    for (row, &(user_id, _)) in merged.rows.iter().enumerate().skip(kept_rows) {
         if dead_at.next_if_eq(&&(row as u64)).is_none() {
             let loc = Location {
                 segment: id,
@@ -231,6 +240,7 @@ pub(crate) fn merge_once(db: &DbInner, cancel: &AtomicBool) -> Result<bool> {
         segments_added: vec![(id, meta)],
         segments_removed: inputs.clone(),
         calibrations_set: curve.iter().map(|c| (id, c.encode())).collect(),
+        aliases_set,
         state,
         ..Update::default()
     };

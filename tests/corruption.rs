@@ -1385,6 +1385,54 @@ fn flipped_location_in_the_manifest_is_reported_by_get() {
     assert_eq!(db.get(4).unwrap().unwrap().vector, [16.0, 17.0, 18.0, 19.0]);
 }
 
+/// A merge of segment 1 (16 rows, kept) and segment 2 (8 rows) leaves the
+/// alias 1 → 3, through which the `ids` entries of ids 0..16 are resolved: a
+/// flipped alias is reported wherever it is read, never followed.
+#[test]
+fn flipped_alias_in_the_manifest_is_reported_by_get_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    sealed_db(tmp.path());
+    let manifest = tmp.path().join(MANIFEST);
+    {
+        let db = Database::open(tmp.path(), options()).unwrap();
+        let mut w = db.writer().unwrap();
+        let ids: Vec<u64> = (100..108).collect();
+        w.upsert_batch(&ids, &[0.5; 32], None).unwrap();
+        w.commit().unwrap();
+        drop(w);
+        assert_eq!(db.merge_pending().unwrap(), 1);
+    }
+    let aliases: redb::TableDefinition<u64, (u64, u32)> = redb::TableDefinition::new("aliases");
+    let (to, crc) = {
+        let db = redb::Database::open(&manifest).unwrap();
+        let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let table = tx.open_table(aliases).unwrap();
+        let value = redb::ReadableTable::get(&table, 1)
+            .unwrap()
+            .unwrap()
+            .value();
+        value
+    };
+    assert_eq!(to, 3);
+    let mut needle = Vec::new();
+    needle.extend(to.to_le_bytes());
+    needle.extend(crc.to_le_bytes());
+    // Segment 3 becomes segment 2, a retired one.
+    assert!(flip_every_copy(&manifest, &needle, 0, 0x01) > 0);
+    let db = Database::open(tmp.path(), options()).unwrap();
+    assert_corrupted_naming(db.get(5), &manifest);
+    assert_corrupted_naming(db.verify(), &manifest);
+    assert!(
+        db.check()
+            .iter()
+            .any(|p| p.to_string().contains("alias of segment 1")),
+        "{:?}",
+        db.check()
+    );
+    // Ids whose entries were rewritten by the merge are still served.
+    assert_eq!(db.get(100).unwrap().unwrap().vector, [0.5; 4]);
+}
+
 /// A tombstone's key flipped to another row would bring a deleted row back
 /// and delete a live one; its checksum covers the key.
 #[test]
@@ -1478,7 +1526,8 @@ fn verify_of_a_sound_database_reports_nothing() {
 
 // ---------------------------------------------------------------------------
 // Databases of manifest version 1 (`tests/fixtures/manifest-v1`, see its
-// README) open, read and search as before, and are upgraded to version 2.
+// README) open, read and search as before, and are upgraded to the current
+// version (`quiver::MANIFEST_VERSION`).
 
 const V1_LIVE: usize = 254;
 
@@ -1509,10 +1558,18 @@ fn v1_record(id: u64) -> Option<Record> {
 
 /// The fixture copied to a temporary directory (opening it upgrades it).
 fn v1_copy() -> tempfile::TempDir {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/manifest-v1");
+    fixture_copy("manifest-v1", 1)
+}
+
+/// `tests/fixtures/<name>`, whose one segment is `segment`, copied to a
+/// temporary directory.
+fn fixture_copy(name: &str, segment: u64) -> tempfile::TempDir {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let tmp = tempfile::tempdir().unwrap();
-    for name in [MANIFEST, &column_name(1), &links_name(1)] {
-        std::fs::copy(fixture.join(name), tmp.path().join(name)).unwrap();
+    for file in [MANIFEST, &column_name(segment), &links_name(segment)] {
+        std::fs::copy(fixture.join(file), tmp.path().join(file)).unwrap();
     }
     tmp
 }
@@ -1586,7 +1643,7 @@ fn manifest_v1_directory_is_read_in_full_and_upgraded_at_open() {
         // Segment 1's calibration record came through the upgrade.
         assert_eq!(db.merge_pending().unwrap(), 0);
     }
-    assert_eq!(manifest_version(tmp.path()), 2);
+    assert_eq!(manifest_version(tmp.path()), quiver::MANIFEST_VERSION);
     // The upgraded directory reopens, takes commits, and verifies.
     let db = Database::open(tmp.path(), v1_options()).unwrap();
     assert_holds_the_v1_rows(&db);
@@ -1629,7 +1686,7 @@ fn manifest_v1_directory_is_verified_once_a_writer_has_upgraded_it() {
     assert_eq!((db.dim(), db.metric()), (8, Metric::L2));
     assert_holds_the_v1_rows(&db);
     drop(db);
-    assert_eq!(manifest_version(tmp.path()), 2);
+    assert_eq!(manifest_version(tmp.path()), quiver::MANIFEST_VERSION);
     let report = quiver::verify(tmp.path()).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.stats.unwrap().rows, V1_LIVE);
@@ -1669,4 +1726,47 @@ fn manifest_v1_upgrade_survives_a_power_cut_at_every_sync_point() {
         }
     }
     eprintln!("{images} crash images of the upgrade, every one whole");
+}
+
+// A database of manifest version 2 (`tests/fixtures/manifest-v2`: the rows of
+// `manifest-v1`, its one segment a merge of two) reads without an upgrade, and a
+// writer's open brings it to the current version.
+
+#[test]
+fn manifest_v2_directory_is_read_as_it_is_and_upgraded_by_a_writer() {
+    let tmp = fixture_copy("manifest-v2", 3);
+    assert_eq!(manifest_version(tmp.path()), 2);
+    let before = std::fs::read(tmp.path().join(MANIFEST)).unwrap();
+    {
+        let db = Database::open_read_only(tmp.path()).unwrap();
+        assert_holds_the_v1_rows(&db);
+        db.verify().unwrap();
+    }
+    let report = quiver::verify(tmp.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(std::fs::read(tmp.path().join(MANIFEST)).unwrap(), before);
+    {
+        let db = Database::open(tmp.path(), v1_options()).unwrap();
+        assert_holds_the_v1_rows(&db);
+        db.verify().unwrap();
+    }
+    assert_eq!(manifest_version(tmp.path()), quiver::MANIFEST_VERSION);
+    // The upgraded directory takes commits and merges, which now write
+    // aliases, and holds every row through them.
+    let db = Database::open(tmp.path(), v1_options().growing_threshold(32)).unwrap();
+    let mut w = db.writer().unwrap();
+    for id in 2000..2060u64 {
+        w.upsert(id, &v1_vector(id, 0), None).unwrap();
+    }
+    assert!(w.commit().unwrap().sealed.is_some());
+    drop(w);
+    assert_eq!(db.merge_pending().unwrap(), 1);
+    assert_eq!(db.stats().unwrap().segments, 1);
+    assert_eq!(db.len(), V1_LIVE + 60);
+    for id in 0..200 {
+        assert_eq!(db.get(id).unwrap(), v1_record(id), "get({id})");
+    }
+    drop(db);
+    let report = quiver::verify(tmp.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
