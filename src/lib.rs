@@ -56,6 +56,7 @@ mod merge;
 mod merger;
 mod options;
 mod publish;
+mod quantize;
 mod query_stats;
 mod rng;
 mod search;
