@@ -56,7 +56,6 @@ mod merge;
 mod merger;
 mod options;
 mod publish;
-mod quantize;
 mod query_stats;
 mod rng;
 mod search;

@@ -26,7 +26,6 @@
 use crate::error::Result;
 use crate::graph::{self, Graph, GraphParams, Rows};
 use crate::options::Scorer;
-use crate::quantize::Codes;
 use crate::state::SealedView;
 use std::sync::atomic::AtomicBool;
 
@@ -82,25 +81,13 @@ impl Rows for SealingRows<'_> {
     }
 }
 
-/// The `i8` codes of `rows`, which a graph build compares instead of the
-/// vectors ([`quantize`](crate::quantize)); `None` where the rows give no
-/// scale (then the build compares vectors).
-fn codes_of(rows: &[(u64, &[f32])], scorer: Scorer) -> Option<Codes> {
-    let dim = rows.first()?.1.len();
-    Codes::of(rows.iter().map(|r| r.1), dim, scorer.metric)
-}
-
-/// A fresh graph over `rows` (in parallel, on the calling rayon pool), its
-/// links chosen by the rows' codes.
+/// A fresh graph over `rows` (in parallel, on the calling rayon pool).
 pub(crate) fn build_graph(rows: &[(u64, &[f32])], scorer: Scorer, params: &GraphParams) -> Graph {
-    match codes_of(rows, scorer) {
-        Some(codes) => graph::build(&codes, &|a: &[i8], b: &[i8]| codes.distance(a, b), params),
-        None => graph::build(
-            &SealingRows(rows),
-            &|a: &[f32], b: &[f32]| scorer.distance(a, b),
-            params,
-        ),
-    }
+    graph::build(
+        &SealingRows(rows),
+        &|a: &[f32], b: &[f32]| scorer.distance(a, b),
+        params,
+    )
 }
 
 /// The rows of `view` as (row, id, vector), in row order: every row, or
@@ -190,20 +177,12 @@ pub(crate) fn merge_rows<'a>(
             hints.extend(renumbered_links(view, first as u32));
         }
     }
+    let dist = |a: &[f32], b: &[f32]| scorer.distance(a, b);
     let graph = match reuse {
         Some(i) => {
             let view = views[i].segment.graph()?;
-            match codes_of(&rows, scorer) {
-                Some(codes) => {
-                    let dist = |a: &[i8], b: &[i8]| codes.distance(a, b);
-                    graph::extend_hinted(&view, &codes, &dist, params, hints, Some(cancel))
-                }
-                None => {
-                    let dist = |a: &[f32], b: &[f32]| scorer.distance(a, b);
-                    let rows = SealingRows(&rows);
-                    graph::extend_hinted(&view, &rows, &dist, params, hints, Some(cancel))
-                }
-            }
+            let rows = SealingRows(&rows);
+            graph::extend_hinted(&view, &rows, &dist, params, hints, Some(cancel))
         }
         None => {
             let g = build_graph(&rows, scorer, params);

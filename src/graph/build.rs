@@ -94,7 +94,7 @@ impl Graph {
 /// # Panics
 ///
 /// Panics if `rows` has `u32::MAX` rows or more, or if `dist` panics.
-pub fn build<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync>(
+pub fn build<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
     rows: &R,
     dist: &D,
     params: &GraphParams,
@@ -121,7 +121,7 @@ pub fn build<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync>(
 ///
 /// Panics if `rows` has fewer rows than the view has nodes, or `u32::MAX`
 /// rows or more, or if `dist` panics.
-pub fn extend<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync>(
+pub fn extend<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
     view: &GraphView<'_>,
     rows: &R,
     dist: &D,
@@ -142,7 +142,7 @@ const HINTED_EF_DIVISOR: usize = 3;
 /// none). Each hinted row's search then runs with a third of
 /// `ef_construction`, and its hints join the candidates it found: about
 /// half the cost of an insertion.
-pub fn extend_hinted<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync>(
+pub fn extend_hinted<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
     view: &GraphView<'_>,
     rows: &R,
     dist: &D,
@@ -206,7 +206,7 @@ impl Graph {
     /// farthest from `from` among those to nodes with other in-links (so no
     /// node loses its only one); returns `false`, changing nothing, if there
     /// is none.
-    fn add_link<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32>(
+    fn add_link<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
         &mut self,
         from: u32,
         to: u32,
@@ -275,7 +275,7 @@ impl Graph {
     /// node that cannot reach it a link to the nearest node that can,
     /// replacing its farthest link to a node with other in-links if its list
     /// is full; returns whether anything changed.
-    fn connect_to_entry<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32>(
+    fn connect_to_entry<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
         &mut self,
         rows: &R,
         dist: &D,
@@ -321,7 +321,7 @@ impl Graph {
     /// reachable node: one of its own neighbours with a free slot, else the
     /// nearest one, whose farthest link to a node that has other in-links
     /// gives way. Repeats, a bounded number of times, while nodes are stranded.
-    pub(super) fn connect_unreachable<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32>(
+    pub(super) fn connect_unreachable<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
         &mut self,
         rows: &R,
         dist: &D,

@@ -17,9 +17,8 @@ use std::collections::BinaryHeap;
 /// Rows a graph indexes, addressed by row number.
 ///
 /// Row numbers run from 0 to `len() - 1`; every row has the same length as
-/// the queries the distance function is given. The elements are `f32`
-/// vectors, or (for the crate's graph builds) `i8` codes of them.
-pub trait Rows<T = f32>: Sync {
+/// the queries the distance function is given.
+pub trait Rows: Sync {
     /// Number of rows.
     fn len(&self) -> usize;
 
@@ -29,7 +28,7 @@ pub trait Rows<T = f32>: Sync {
     }
 
     /// The vector of row `i` (`i < len()`); may panic otherwise.
-    fn row(&self, i: u32) -> &[T];
+    fn row(&self, i: u32) -> &[f32];
 }
 
 /// A graph [`search`] can walk: a [`GraphView`], or the crate's in-memory
@@ -272,11 +271,9 @@ pub(crate) fn prefetch<T>(p: *const T) {
 /// Prefetches every cache line of a row: a vector spans many lines, and the
 /// distance kernel reads them all.
 #[inline(always)]
-pub(crate) fn prefetch_row<T>(row: &[T]) {
-    let lines = std::mem::size_of_val(row).div_ceil(64);
-    let start = row.as_ptr().cast::<u8>();
-    for line in 0..lines {
-        prefetch(start.wrapping_add(line * 64));
+pub(crate) fn prefetch_row(row: &[f32]) {
+    for line in row.chunks(16) {
+        prefetch(line.as_ptr());
     }
 }
 

@@ -31,7 +31,6 @@ use crate::rng::SplitMix64;
 use rayon::prelude::*;
 use std::cmp::Reverse;
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -269,7 +268,7 @@ impl LinkStore {
     /// # Panics
     ///
     /// Panics if `node` is not below the capacity, or if `dist` panics.
-    pub(crate) fn insert<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync>(
+    pub(crate) fn insert<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
         &self,
         node: u32,
         rows: &R,
@@ -288,7 +287,7 @@ impl LinkStore {
     /// # Panics
     ///
     /// As [`LinkStore::insert`].
-    pub(crate) fn insert_all<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync>(
+    pub(crate) fn insert_all<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
         &self,
         nodes: Range<u32>,
         rows: &R,
@@ -301,7 +300,7 @@ impl LinkStore {
 
     /// [`LinkStore::insert_all`], each node's search found candidates joined
     /// by its `hints`.
-    pub(crate) fn insert_hinted<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync>(
+    pub(crate) fn insert_hinted<R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync>(
         &self,
         mut nodes: Range<u32>,
         rows: &R,
@@ -345,7 +344,7 @@ impl LinkStore {
     /// # Panics
     ///
     /// Panics if `len` is above the capacity, or if `dist` panics.
-    pub(crate) fn to_graph<T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32>(
+    pub(crate) fn to_graph<R: Rows, D: Fn(&[f32], &[f32]) -> f32>(
         &self,
         len: usize,
         rows: &R,
@@ -484,17 +483,15 @@ impl Hints {
 }
 
 /// One insert's (or one batch's) view of the store, the rows and the metric.
-struct Inserter<'a, T, R, D> {
+struct Inserter<'a, R, D> {
     store: &'a LinkStore,
     rows: &'a R,
     dist: &'a D,
     ef: usize,
     hints: Option<&'a Hints>,
-    /// The rows' element type (`f32`, or `i8` codes).
-    elem: PhantomData<fn(&T)>,
 }
 
-impl<'a, T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync> Inserter<'a, T, R, D> {
+impl<'a, R: Rows, D: Fn(&[f32], &[f32]) -> f32 + Sync> Inserter<'a, R, D> {
     fn new(store: &'a LinkStore, rows: &'a R, dist: &'a D, ef_construction: usize) -> Self {
         Inserter {
             store,
@@ -502,7 +499,6 @@ impl<'a, T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync> Inserter<'a, T, R
             dist,
             ef: ef_construction.max(store.m),
             hints: None,
-            elem: PhantomData,
         }
     }
 
@@ -590,7 +586,7 @@ impl<'a, T: Sync, R: Rows<T>, D: Fn(&[T], &[T]) -> f32 + Sync> Inserter<'a, T, R
     /// nearest first.
     fn search_level(
         &self,
-        query: &[T],
+        query: &[f32],
         start: Cand,
         level: u8,
         v: &mut Visited,
